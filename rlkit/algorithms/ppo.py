@@ -1,0 +1,313 @@
+"""Proximal Policy Optimization (Schulman et al., 2017, https://arxiv.org/abs/1707.06347).
+
+On-policy actor-critic: collect ``n_steps`` steps from each of ``N`` environments, estimate
+advantages with GAE (Schulman et al., 2016), then take ``n_epochs`` passes of minibatch
+gradient steps on the clipped surrogate objective::
+
+    ratio   = exp(log_prob - old_log_prob)
+    L_clip  = -mean(min(ratio * A, clip(ratio, 1 - clip_coef, 1 + clip_coef) * A))
+    L       = L_clip + vf_coef * L_value - ent_coef * entropy
+
+Discrete action spaces use a categorical policy, boxes a diagonal Gaussian with a learned,
+state-independent log standard deviation (actions are clipped to the bounds when sent to the
+environment; the unclipped sample is what is learned from). Truncated episodes bootstrap from
+the value of their final observation; terminated ones do not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from rlkit.buffers import RolloutBuffer
+from rlkit.hookspecs import hookimpl
+from rlkit.interfaces import BuildContext, NanCheck, Transition
+from rlkit.optim import OptimizerConfig, make_optimizer, set_learning_rate
+from rlkit.schedules import Scheduled, value_at
+from rlkit.validation import ConfigError, param
+
+
+@dataclass(kw_only=True)
+class PPOConfig:
+    """Proximal Policy Optimization with a clipped surrogate objective and GAE."""
+
+    n_steps: int = param(2048, ge=1)
+    """Steps collected from each environment per rollout (rollout size = n_steps * num_envs)."""
+    batch_size: int = param(64, ge=1)
+    """Minibatch size for the gradient steps."""
+    n_epochs: int = param(10, ge=1)
+    """Passes over each rollout."""
+    gamma: float = param(0.99, ge=0.0, le=1.0)
+    """Discount factor."""
+    gae_lambda: float = param(0.95, ge=0.0, le=1.0)
+    """GAE's bias/variance trade-off (1: Monte-Carlo returns, 0: one-step TD)."""
+    clip_coef: Scheduled = 0.2
+    """Clipping range of the probability ratio: a number or a schedule."""
+    clip_vf: float | None = param(None, gt=0.0)
+    """Clip value-function updates to this range around the old values (None: no clipping)."""
+    normalize_advantage: bool = True
+    """Normalize advantages per minibatch to zero mean and unit std."""
+    ent_coef: float = param(0.0, ge=0.0)
+    """Entropy bonus coefficient."""
+    vf_coef: float = param(0.5, ge=0.0)
+    """Value loss coefficient."""
+    max_grad_norm: float | None = param(0.5, gt=0.0)
+    """Clip the global gradient norm to this (None: no clipping)."""
+    target_kl: float | None = param(None, gt=0.0)
+    """Stop the epochs early when the approximate KL divergence exceeds this."""
+    share_backbone: bool = False
+    """One backbone for policy and value (True) or one each (False)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=3e-4))
+    """Optimizer and learning rate (a number or a schedule)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 and self.normalize_advantage:
+            raise ValueError("batch_size must be at least 2 when normalize_advantage is true")
+
+
+class ActorCritic(nn.Module):
+    """Policy and value heads on top of one or two backbones."""
+
+    def __init__(
+        self,
+        make_backbone: Callable[[gym.Space[Any]], nn.Module],
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        share_backbone: bool,
+        log_std_init: float,
+    ) -> None:
+        super().__init__()
+        self.actor_body = make_backbone(observation_space)
+        self.critic_body = self.actor_body if share_backbone else make_backbone(observation_space)
+        self.share_backbone = share_backbone
+        width = int(self.actor_body.output_dim)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            out = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            out = int(math.prod(action_space.shape))
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+        else:
+            raise ConfigError(f"algorithm 'ppo' supports Discrete and Box action spaces, not "
+                              f"{action_space}.")
+        self.policy_head = nn.Linear(width, out)
+        self.value_head = nn.Linear(int(self.critic_body.output_dim), 1)
+        nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
+        nn.init.zeros_(self.policy_head.bias)
+        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(policy output, value)``: logits or Gaussian mean, and ``V(obs)`` of shape (B,)."""
+        features = self.actor_body(obs)
+        critic_features = features if self.share_backbone else self.critic_body(obs)
+        return self.policy_head(features), self.value_head(critic_features).squeeze(-1)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.value_head(self.critic_body(obs)).squeeze(-1)
+
+    def log_prob_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        if self.discrete:
+            log_p = torch.log_softmax(out, dim=-1)
+            log_prob = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_p.exp() * log_p).sum(-1)
+            return log_prob, entropy
+        log_std = self.log_std.expand_as(out)
+        z = (actions - out) * torch.exp(-log_std)
+        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        entropy = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
+        return log_prob, entropy
+
+    def sample(self, out: Tensor, generator: torch.Generator) -> Tensor:
+        if self.discrete:  # Gumbel-max: one uniform draw per logit, no distribution objects
+            u = torch.rand(out.shape, generator=generator, device=out.device)
+            return torch.argmax(out - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
+        noise = torch.randn(out.shape, generator=generator, device=out.device)
+        return out + noise * self.log_std.exp()
+
+    def mode(self, out: Tensor) -> Tensor:
+        return torch.argmax(out, dim=-1) if self.discrete else out
+
+
+class PPO:
+    """The PPO agent (ask/tell). See the module docstring for the objective.
+
+    :param config: hyperparameters.
+    :param ctx: spaces, device, seed, budget, backbone factory and nan policy.
+    """
+
+    def __init__(self, config: PPOConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.device = ctx.device
+        self.total_steps = ctx.total_steps
+        self.nan_check: NanCheck = ctx.nan_check
+        spec = ctx.env
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            self.model = ActorCritic(ctx.backbone, spec.observation_space, spec.action_space,
+                                     share_backbone=config.share_backbone,
+                                     log_std_init=config.log_std_init).to(self.device)
+        self.optimizer = make_optimizer(self.model.parameters(), config.optimizer)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(ctx.seed)
+        self.buffer = RolloutBuffer(num_steps=config.n_steps, num_envs=spec.num_envs,
+                                    observation_space=spec.observation_space,
+                                    action_space=spec.action_space, device=self.device)
+        self.action_space = spec.action_space
+        if isinstance(spec.action_space, gym.spaces.Box):
+            self.low = torch.as_tensor(spec.action_space.low, device=self.device)
+            self.high = torch.as_tensor(spec.action_space.high, device=self.device)
+        self.env_steps = 0
+        self.updates = 0
+        self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # action, log_prob, value
+
+    # --- ask/tell ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, explore: bool = True) -> Tensor:
+        out, value = self.model(obs)
+        if not explore:
+            return self._to_env(self.model.mode(out))
+        action = self.model.sample(out, self.generator)
+        log_prob, _ = self.model.log_prob_entropy(out, action)
+        self._pending = (action, log_prob, value)
+        return self._to_env(action)
+
+    def observe(self, transition: Transition) -> None:
+        if self._pending is None:  # driven without act(): score the given actions
+            with torch.no_grad():
+                out, value = self.model(transition.obs)
+                log_prob, _ = self.model.log_prob_entropy(out, transition.action)
+            action = transition.action
+        else:
+            action, log_prob, value = self._pending
+            self._pending = None
+        self.buffer.add(obs=transition.obs, action=action, reward=transition.reward,
+                        next_obs=transition.next_obs, terminated=transition.terminated,
+                        truncated=transition.truncated, value=value, log_prob=log_prob,
+                        valid=transition.valid)
+        self.env_steps += transition.reward.shape[0]
+
+    def update(self) -> dict[str, float]:
+        if not self.buffer.full:
+            return {}
+        cfg = self.config
+        progress = min(self.env_steps / self.total_steps, 1.0)
+        lr = set_learning_rate(self.optimizer, cfg.optimizer, progress)
+        clip_coef = value_at(cfg.clip_coef, progress)
+        buf = self.buffer
+        with torch.no_grad():
+            next_values = self.model.value(buf.next_obs.flatten(0, 1)).view_as(buf.reward)
+        buf.compute(next_values, cfg.gamma, cfg.gae_lambda)
+        self.nan_check.check("train/advantages", buf.advantages,
+                             "non-finite rewards or values; check the env's rewards or lower "
+                             "algorithm.optimizer.lr")
+        stats: dict[str, list[Tensor]] = {k: [] for k in (
+            "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")}
+        stop = False
+        for _ in range(cfg.n_epochs):
+            for batch in buf.minibatches(cfg.batch_size, self.generator):
+                out, values = self.model(batch.obs)
+                log_prob, entropy = self.model.log_prob_entropy(out, batch.action)
+                log_ratio = log_prob - batch.log_prob
+                ratio = log_ratio.exp()
+                adv = batch.advantage
+                if cfg.normalize_advantage and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
+                ).mean()
+                if cfg.clip_vf is None:
+                    value_loss = 0.5 * (values - batch.return_).pow(2).mean()
+                else:
+                    clipped = batch.value + (values - batch.value).clamp(-cfg.clip_vf, cfg.clip_vf)
+                    value_loss = 0.5 * torch.max((values - batch.return_).pow(2),
+                                                 (clipped - batch.return_).pow(2)).mean()
+                entropy_mean = entropy.mean()
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+                self.nan_check.check("train/loss", loss,
+                                     "the loss diverged; lower algorithm.optimizer.lr, or scale "
+                                     "rewards/observations (env.wrappers)")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                         cfg.max_grad_norm, foreach=True)
+                    self.nan_check.check("train/grad_norm", grad_norm,
+                                         "exploding gradients; lower algorithm.optimizer.lr or "
+                                         "algorithm.max_grad_norm")
+                    stats["grad_norm"].append(grad_norm.detach())
+                self.optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1.0) - log_ratio).mean()
+                    stats["policy_loss"].append(policy_loss.detach())
+                    stats["value_loss"].append(value_loss.detach())
+                    stats["entropy"].append(entropy_mean.detach())
+                    stats["approx_kl"].append(approx_kl)
+                    stats["clip_fraction"].append(
+                        ((ratio - 1.0).abs() > clip_coef).float().mean())
+                if cfg.target_kl is not None and float(approx_kl) > 1.5 * cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        self.updates += 1
+        metrics = {f"train/{k}": float(torch.stack(v).mean()) for k, v in stats.items() if v}
+        metrics["train/explained_variance"] = _explained_variance(buf.value, buf.returns)
+        metrics["train/learning_rate"] = lr
+        metrics["train/clip_coef"] = clip_coef
+        if not self.model.discrete:
+            metrics["train/std"] = float(self.model.log_std.exp().mean())
+        buf.reset()
+        return metrics
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "buffer": self.buffer.state_dict(),
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.buffer.load_state_dict(state["buffer"])
+        self.env_steps = int(state["env_steps"])
+        self.updates = int(state["updates"])
+        self._pending = None
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _to_env(self, action: Tensor) -> Tensor:
+        if self.model.discrete:
+            return action
+        return torch.clamp(action, self.low, self.high)
+
+
+def _explained_variance(values: Tensor, returns: Tensor) -> float:
+    var = returns.var()
+    return float("nan") if float(var) == 0.0 else float(1.0 - (returns - values).var() / var)
+
+
+def build_ppo(params: PPOConfig, ctx: BuildContext) -> PPO:
+    return PPO(params, ctx)
+
+
+@hookimpl
+def register_algorithms(register: Callable[..., None]) -> None:
+    register("ppo", PPOConfig, build_ppo)

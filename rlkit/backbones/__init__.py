@@ -1,0 +1,1 @@
+"""Built-in policy backbones (feature extractors), registered as default plugins."""

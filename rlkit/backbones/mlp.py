@@ -1,0 +1,110 @@
+"""MLP backbone: a stack of fully connected layers over a flat observation.
+
+Discrete observations are one-hot encoded, ``MultiDiscrete`` ones one-hot per component, boxes
+flattened -- so the same backbone serves FrozenLake and CartPole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from rlkit.hookspecs import hookimpl
+from rlkit.validation import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+@dataclass(kw_only=True)
+class MLPConfig:
+    """A multi-layer perceptron over the flattened observation."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Width of each hidden layer; ``[]`` gives a linear model over the raw features."""
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+    """Non-linearity after each hidden layer."""
+    layer_norm: bool = False
+    """Layer normalisation before each activation."""
+    orthogonal_init: bool = True
+    """Orthogonal weights with gain sqrt(2) and zero biases (as in the PPO implementation details)."""
+
+    def __post_init__(self) -> None:
+        if any(h <= 0 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
+
+
+class FlattenObservation(nn.Module):
+    """Observation batch ``(B, ...)`` -> float features ``(B, input_dim)``."""
+
+    def __init__(self, space: gym.Space[Any]) -> None:
+        super().__init__()
+        self.kind: str
+        if isinstance(space, gym.spaces.Discrete):
+            self.kind, self.input_dim = "discrete", int(space.n)
+            self.register_buffer("offset", torch.tensor(int(space.start)), persistent=False)
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            nvec = torch.as_tensor(space.nvec).flatten()
+            self.kind, self.input_dim = "multidiscrete", int(nvec.sum())
+            self.register_buffer("nvec", nvec, persistent=False)
+        elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
+            self.kind, self.input_dim = "box", int(math.prod(space.shape or (1,)))
+        else:
+            raise ConfigError(
+                f"backbone 'mlp' cannot encode observation space {space}; use a Box, Discrete "
+                f"or MultiDiscrete space, or flatten it with a wrapper (env.wrappers)."
+            )
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if self.kind == "discrete":
+            return nn.functional.one_hot((obs.long() - self.offset).flatten(), self.input_dim).float()
+        if self.kind == "multidiscrete":
+            parts = [nn.functional.one_hot(obs[..., i].long(), int(n)).float()
+                     for i, n in enumerate(self.nvec.tolist())]
+            return torch.cat(parts, dim=-1).flatten(1)
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+class MLP(nn.Module):
+    """Features ``(B, output_dim)`` from observations ``(B, *obs_shape)``."""
+
+    def __init__(self, observation_space: gym.Space[Any], config: MLPConfig) -> None:
+        super().__init__()
+        self.encode = FlattenObservation(observation_space)
+        layers: list[nn.Module] = []
+        width = self.encode.input_dim
+        for hidden in config.hidden_sizes:
+            linear = nn.Linear(width, hidden)
+            if config.orthogonal_init:
+                nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+                nn.init.zeros_(linear.bias)
+            layers.append(linear)
+            if config.layer_norm:
+                layers.append(nn.LayerNorm(hidden))
+            layers.append(ACTIVATIONS[config.activation]())
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.output_dim = width
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.body(self.encode(obs))
+
+
+def build_mlp(params: MLPConfig, observation_space: gym.Space[Any]) -> MLP:
+    return MLP(observation_space, params)
+
+
+@hookimpl
+def register_backbones(register: Callable[..., None]) -> None:
+    register("mlp", MLPConfig, build_mlp)

@@ -1,0 +1,270 @@
+"""The ``rlkit`` command line.
+
+Every command builds its own plugin session, so plugins can add commands through the
+``register_commands(cli)`` hook. Problems with the user's input (config, plugin, checkpoint)
+are printed as one clear message, without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from rlkit.validation import ConfigError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+MAIN_HELP = """\
+rlkit trains, evaluates and inspects reinforcement-learning agents.
+
+Start here:
+  rlkit train experiments/cartpole.yaml        train PPO on CartPole-v1 (~20 s on a laptop CPU)
+  rlkit eval runs/<run-dir> --episodes 20       evaluate the trained agent
+  rlkit plugins                                 list algorithms, backbones, envs, exploration
+  tensorboard --logdir runs                     watch the curves
+
+Every command has its own --help.
+"""
+
+TRAIN_HELP = """\
+Train the agent an experiment file describes.
+
+The run directory (runs/<algorithm>-<env>-<date> by default) receives the resolved config,
+a manifest of versions, TensorBoard events, checkpoints and summary.json.
+
+examples:
+  rlkit train experiments/cartpole.yaml
+  rlkit train experiments/cartpole.yaml --seed 3 --set algorithm.optimizer.lr=1e-3
+  rlkit train experiments/cartpole_dqn.yaml --set train.total_steps=20000 --device cpu
+  rlkit train --resume runs/ppo-CartPole-v1-20260101-120000   # continue after Ctrl-C
+
+Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and stops; --resume then
+continues exactly where it stopped.
+"""
+
+EVAL_HELP = """\
+Evaluate a trained agent: mean ± std of the return over N episodes.
+
+examples:
+  rlkit eval runs/ppo-CartPole-v1-20260101-120000 --episodes 20
+  rlkit eval runs/my-run/checkpoints/step_000000050000.pt --stochastic
+"""
+
+
+class CommandRegistry:
+    """What ``register_commands(cli)`` receives: ``cli.add(name, help=..., configure=..., run=...)``."""
+
+    def __init__(self, subparsers: Any) -> None:
+        self._subparsers = subparsers
+        self.commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    def add(
+        self,
+        name: str,
+        *,
+        help: str,
+        configure: Callable[[argparse.ArgumentParser], None] | None = None,
+        run: Callable[[argparse.Namespace], int],
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        if name in self.commands:
+            raise ConfigError(f"command {name!r} is defined twice (by rlkit or a plugin)")
+        parser = self._subparsers.add_parser(
+            name, help=help, description=description or help,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if configure is not None:
+            configure(parser)
+        self.commands[name] = run
+        return parser
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="experiment YAML file, e.g. "
+                        "experiments/cartpole.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.PATH=VALUE",
+                        help="override a config value (repeatable); the value is read as YAML")
+    parser.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (train.device)")
+    parser.add_argument("--run-dir", type=Path, help="write the run here instead of "
+                        "run.dir/<generated name>")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from rlkit.config import load_experiment
+    from rlkit.logger import print_summary
+    from rlkit.loop import Trainer
+    from rlkit.plugins import Plugins
+
+    plugins = Plugins.load()
+    if args.resume is not None:
+        if args.config or args.overrides or args.seed is not None:
+            raise ConfigError("--resume continues a run with its own saved config; do not pass "
+                              "a config file, --set or --seed with it.")
+        trainer = Trainer.resume(args.resume, plugins, progress=not args.no_progress,
+                                 device=args.device)
+    else:
+        if not args.config:
+            raise ConfigError("rlkit train needs an experiment file (e.g. rlkit train "
+                              "experiments/cartpole.yaml) or --resume RUN_DIR.")
+        overrides = list(args.overrides)
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        if args.device is not None:
+            overrides.append(f"train.device={args.device}")
+        experiment = load_experiment(args.config, plugins, overrides)
+        trainer = Trainer(experiment, plugins, run_dir=args.run_dir,
+                          progress=not args.no_progress)
+    summary = trainer.run()
+    print_summary(summary)
+    if summary["status"] == "interrupted":
+        print(f"Interrupted; resume with: rlkit train --resume {summary['run_dir']}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if summary["status"] == "non_finite" else 0
+
+
+def _configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", type=Path, help="a run directory or a checkpoint file")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
+    parser.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--num-envs", type=int, help="parallel evaluation envs (default: "
+                        "one per episode, at most 32)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="sample actions instead of acting deterministically")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from rlkit import checkpoint as ckpt
+    from rlkit.config import resolve
+    from rlkit.environments import make_env
+    from rlkit.evaluation import evaluate
+    from rlkit.interfaces import EnvSpec
+    from rlkit.loop import build_agent, env_options, resolve_device
+    from rlkit.plugins import Plugins
+
+    if args.episodes < 1:
+        raise ConfigError("--episodes must be at least 1")
+    path = ckpt.find_checkpoint(args.target)
+    state = ckpt.load(path)
+    plugins = Plugins.load()
+    experiment = resolve(state["config"], plugins, source=str(path))
+    device = resolve_device(args.device)
+    n = args.num_envs or min(args.episodes, 32)
+    env = make_env(env_options(experiment, for_eval=True), device=device, num_envs=n)
+    spec = EnvSpec(observation_space=env.single_observation_space,
+                   action_space=env.single_action_space, num_envs=experiment.env.num_envs)
+    agent, _ = build_agent(experiment, plugins, spec, device)
+    agent.load_state_dict(state["agent"])
+    result = evaluate(agent, env, episodes=args.episodes, seed=args.seed,
+                      deterministic=not args.stochastic)
+    env.close()
+    if args.json:
+        print(json.dumps({"checkpoint": str(path), "episodes": len(result.returns),
+                          "return_mean": result.mean, "return_std": result.std,
+                          "returns": list(result.returns)}))
+    else:
+        print(f"{experiment.algorithm.name} on {experiment.env.id} ({path}): "
+              f"return {result.mean:.2f} ± {result.std:.2f} over {len(result.returns)} episodes")
+    return 0
+
+
+def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    from rlkit.plugins import Plugins
+
+    plugins = Plugins.load()
+    tables = {
+        "algorithm": plugins.algorithms,
+        "backbone": plugins.backbones,
+        "env": plugins.envs,
+        "exploration": plugins.exploration,
+        "runner": plugins.runners,
+    }
+    rows = []
+    for kind, table in tables.items():
+        for name, (spec, provider) in sorted(table.items()):
+            rows.append({"kind": kind, "name": name, "description": spec.description,
+                         "distribution": provider.distribution, "version": provider.version,
+                         "entry_point": provider.plugin})
+    if args.json:
+        print(json.dumps({"registered": rows, "failed": [vars(f) for f in plugins.failed]},
+                         indent=2))
+        return 0
+    table = Table(title="rlkit plugins")
+    for col in ("kind", "name", "provided by", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["kind"], r["name"], f"{r['distribution']} {r['version']}".strip(),
+                      r["description"])
+    console = Console()
+    console.print(table)
+    for f in plugins.failed:
+        console.print(f"[red]failed to load[/red] {f.name} ({f.distribution}): {f.error}")
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
+    parser = argparse.ArgumentParser(prog="rlkit", description=MAIN_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from rlkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"rlkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    registry = CommandRegistry(sub)
+    registry.add("train", help="train an agent from an experiment file",
+                 description=TRAIN_HELP, configure=_configure_train, run=_run_train)
+    registry.add("eval", help="evaluate a run directory or checkpoint",
+                 description=EVAL_HELP, configure=_configure_eval, run=_run_eval)
+    registry.add("plugins", help="list installed algorithms, backbones, envs, exploration",
+                 configure=_configure_plugins, run=_run_plugins)
+    return parser, registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rlkit.checkpoint import CheckpointError
+    from rlkit.loop import RunError
+    from rlkit.plugins import PluginError, Plugins
+
+    parser, registry = build_parser()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported again by the command that loads them
+            Plugins.load().hook.register_commands(cli=registry)
+    except PluginError as exc:
+        print(f"rlkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        return registry.commands[args.command](args)
+    except (ConfigError, PluginError, CheckpointError, RunError) as exc:
+        print(f"rlkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rlkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The environment boundary: gymnasium vector envs in, torch tensors on the agent's device out.
+
+:func:`make_env` builds any gymnasium id through ``gymnasium.make_vec`` (sync, async or the
+env's own batched ``vector_entry_point``) and wraps it in :class:`TorchVectorEnv`, which
+converts observations, rewards and flags to tensors once, at this boundary. Environments whose
+outputs are already tensors (torch-native batched envs) pass through without copies.
+
+Gymnasium's two autoreset modes are handled explicitly and presented the same way:
+
+* ``same_step``: when an episode ends, ``step`` returns the first observation of the next
+  episode and the final observation in ``info["final_obs"]``.
+* ``next_step``: ``step`` returns the final observation; the *next* ``step`` resets that env,
+  ignores its action and returns reward 0. Such reset-only entries are marked ``valid=False``.
+
+Either way :meth:`TorchVectorEnv.step` returns a :class:`Step` whose ``next_obs`` is the true
+next observation (final observation where an episode ended) for learning, and whose ``obs`` is
+what to act on next.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import Tensor
+
+from rlkit import snapshot
+from rlkit.validation import ConfigError
+
+__all__ = ["Step", "TorchVectorEnv", "make_env"]
+
+
+class Step(NamedTuple):
+    """One batched step, seen from the learner.
+
+    :param next_obs: true next observations (the final ones where an episode ended).
+    :param reward: ``(N,)`` float32.
+    :param terminated: ``(N,)`` bool.
+    :param truncated: ``(N,)`` bool.
+    :param obs: observations to act on next (first of a new episode where one ended).
+    :param valid: ``(N,)`` bool, ``False`` where the step only reset the env; ``None`` if all valid.
+    """
+
+    next_obs: Tensor
+    reward: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    obs: Tensor
+    valid: Tensor | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvOptions:
+    """What :func:`make_env` needs (a subset of the YAML ``env:`` section)."""
+
+    id: str
+    num_envs: int = 1
+    vectorization: str = "sync"
+    autoreset_mode: str = "same_step"
+    kwargs: dict[str, Any] | None = None
+    wrappers: tuple[tuple[str, dict[str, Any]], ...] = ()
+    imports: tuple[str, ...] = ()
+
+
+class TorchVectorEnv:
+    """A gymnasium ``VectorEnv`` whose inputs and outputs are tensors on ``device``."""
+
+    def __init__(self, env: gym.vector.VectorEnv, device: torch.device | str = "cpu") -> None:
+        self.env = env
+        self.device = torch.device(device)
+        self.num_envs = int(env.num_envs)
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        self.autoreset_mode = AutoresetMode(mode) if not isinstance(mode, AutoresetMode) else mode
+        if self.autoreset_mode == AutoresetMode.DISABLED:
+            raise ConfigError("env: autoreset mode 'disabled' is not supported; use same_step "
+                              "or next_step.")
+        self._prev_done = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._obs_dtype = _torch_dtype(self.single_observation_space)
+        self._discrete_actions = isinstance(self.single_action_space, gym.spaces.Discrete)
+
+    # --- the VectorEnv calls, in tensors ------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        self._prev_done.zero_()
+        return self._obs(obs)
+
+    def step(self, actions: Tensor) -> Step:
+        obs_raw, reward_raw, term_raw, trunc_raw, info = self.env.step(self._actions(actions))
+        obs = self._obs(obs_raw)
+        reward = self._tensor(reward_raw, torch.float32)
+        terminated = self._tensor(term_raw, torch.bool)
+        truncated = self._tensor(trunc_raw, torch.bool)
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            next_obs = self._same_step_next_obs(obs, info)
+            return Step(next_obs, reward, terminated, truncated, obs, None)
+        # next_step: the returned obs of a finished episode *is* its final observation; the
+        # envs that finished last step were only reset now.
+        valid = None
+        if bool(self._prev_done.any()):
+            valid = ~self._prev_done
+        self._prev_done = terminated | truncated
+        return Step(obs, reward, terminated, truncated, obs, valid)
+
+    def close(self) -> None:
+        self.env.close()
+
+    # --- exact resume --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The environments' internal state (raises SnapshotUnsupported for async envs)."""
+        return {"env": snapshot.capture(self.env), "prev_done": self._prev_done.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        snapshot.restore(self.env, state["env"])
+        self._prev_done = state["prev_done"].to(self.device)
+
+    # --- conversions ---------------------------------------------------------------------
+
+    def _same_step_next_obs(self, obs: Tensor, info: dict[str, Any]) -> Tensor:
+        mask = info.get("_final_obs")
+        if mask is None:
+            return obs
+        mask_t = self._tensor(mask, torch.bool)
+        if not bool(mask_t.any()):
+            return obs
+        final = info["final_obs"]
+        next_obs = obs.clone()
+        if isinstance(final, Tensor):
+            next_obs[mask_t] = final.to(self.device, self._obs_dtype)[mask_t]
+            return next_obs
+        idx = np.flatnonzero(np.asarray(mask))
+        rows = np.stack([np.asarray(final[i]) for i in idx])
+        next_obs[torch.as_tensor(idx, device=self.device)] = self._obs(rows)
+        return next_obs
+
+    def _obs(self, obs: Any) -> Tensor:
+        return self._tensor(obs, self._obs_dtype)
+
+    def _tensor(self, x: Any, dtype: torch.dtype) -> Tensor:
+        if isinstance(x, Tensor):
+            return x.to(device=self.device, dtype=dtype)
+        return torch.as_tensor(np.asarray(x)).to(device=self.device, dtype=dtype)
+
+    def _actions(self, actions: Tensor) -> Any:
+        if getattr(self.env, "accepts_tensors", False):
+            return actions
+        array = actions.detach().cpu().numpy()
+        if self._discrete_actions:
+            return array.astype(np.int64, copy=False)
+        return array
+
+
+def _torch_dtype(space: gym.Space[Any]) -> torch.dtype:
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return torch.int64
+    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.integer):
+        return torch.uint8 if space.dtype == np.uint8 else torch.int64
+    if isinstance(space, gym.spaces.MultiBinary):
+        return torch.int8
+    return torch.float32
+
+
+def make_env(
+    options: EnvOptions, *, device: torch.device | str = "cpu", num_envs: int | None = None
+) -> TorchVectorEnv:
+    """Build ``options.id`` as a batched env adapted to torch tensors on ``device``.
+
+    Errors name the YAML key (``env.id``, ``env.wrappers[0].name``, ...) and what to do.
+    """
+    for module in options.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise ConfigError(f"env.imports: cannot import {module!r}: {exc}. Is the package "
+                              f"that provides it installed?") from None
+    _check_env_id(options.id)
+    n = num_envs if num_envs is not None else options.num_envs
+    kwargs = dict(options.kwargs or {})
+    wrappers = [
+        functools.partial(_resolve_wrapper(name, i), **wkwargs)
+        for i, (name, wkwargs) in enumerate(options.wrappers)
+    ]
+    try:
+        if options.vectorization == "vector_entry_point":
+            if wrappers:
+                raise ConfigError("env.wrappers: wrappers apply to single envs and cannot be "
+                                  "used with vectorization: vector_entry_point; use sync.")
+            env = gym.make_vec(options.id, num_envs=n, vectorization_mode="vector_entry_point",
+                               **kwargs)
+        else:
+            mode = (AutoresetMode.SAME_STEP if options.autoreset_mode == "same_step"
+                    else AutoresetMode.NEXT_STEP)
+            env = gym.make_vec(options.id, num_envs=n, vectorization_mode=options.vectorization,
+                               vector_kwargs={"autoreset_mode": mode},
+                               wrappers=wrappers or None, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        hint = ""
+        if options.vectorization == "vector_entry_point":
+            hint = " This env may have no batched implementation; use vectorization: sync."
+        raise ConfigError(f"env: cannot make {options.id!r} with kwargs {kwargs}: "
+                          f"{type(exc).__name__}: {exc}.{hint}") from None
+    return TorchVectorEnv(env, device)
+
+
+def _check_env_id(env_id: str) -> None:
+    if ":" in env_id:  # "module:EnvId" is imported by gymnasium itself
+        module = env_id.split(":", 1)[0]
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise ConfigError(f"env.id: cannot import {module!r} for {env_id!r}: {exc}.") from None
+        return
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(
+        f"env.id: unknown environment {env_id!r}.{hint} Use a gymnasium id, 'module:EnvId', "
+        f"or list the module that registers it under env.imports."
+    )
+
+
+def _resolve_wrapper(name: str, index: int) -> Any:
+    module_name, sep, attr = name.partition(":")
+    if not sep:
+        module_name, _, attr = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"env.wrappers[{index}].name: cannot find wrapper {name!r} ({exc}). "
+                          f"Use 'package.module.Class' or 'package.module:Class'.") from None

@@ -1,0 +1,59 @@
+"""Built-in exploration controllers (a default plugin, registered like any other).
+
+An exploration controller gives the current exploration level -- epsilon for DQN and the
+tabular methods, noise scale for deterministic policies -- and is told the returns of finished
+episodes. ``schedule`` follows a fixed schedule over training progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from rlkit.hookspecs import hookimpl
+from rlkit.schedules import Schedule, Scheduled, value_at
+
+
+@dataclass(kw_only=True)
+class ScheduleExplorationConfig:
+    """Exploration that follows a fixed schedule over training."""
+
+    value: Scheduled = 0.1
+    """A number, or a schedule such as ``{kind: linear, start: 1.0, end: 0.05, fraction: 0.1}``."""
+
+
+class ScheduleExploration:
+    """Exploration level from a :class:`~rlkit.schedules.Schedule` over ``total_steps``."""
+
+    def __init__(self, value: Scheduled, total_steps: int) -> None:
+        self.schedule = value
+        self.total_steps = max(int(total_steps), 1)
+
+    def value(self, step: int) -> float:
+        return value_at(self.schedule, step / self.total_steps)
+
+    def observe_returns(self, returns: Tensor, step: int) -> None:
+        """A fixed schedule ignores feedback."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total_steps": self.total_steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.total_steps = int(state["total_steps"])
+
+
+def linear(start: float, end: float, fraction: float = 1.0) -> Schedule:
+    """Shorthand for a linear :class:`Schedule` (used for algorithms' defaults)."""
+    return Schedule(kind="linear", start=start, end=end, fraction=fraction)
+
+
+def _build_schedule(params: ScheduleExplorationConfig, total_steps: int) -> ScheduleExploration:
+    return ScheduleExploration(params.value, total_steps)
+
+
+@hookimpl
+def register_exploration(register: Callable[..., None]) -> None:
+    register("schedule", ScheduleExplorationConfig, _build_schedule)

@@ -1,0 +1,288 @@
+"""The contracts between rlkit's parts: transitions, algorithms, backbones, exploration.
+
+Everything that crosses these boundaries is a batch of torch tensors on the agent's device:
+the first dimension is always the number of parallel environments ``N``.
+
+An *algorithm* is an ask/tell object, so that rlkit's trainer or a simulator written by someone
+else can drive it::
+
+    actions = agent.act(obs)                 # ask
+    ...step the environment...
+    agent.observe(Transition(obs, actions, reward, next_obs, terminated, truncated))  # tell
+    metrics = agent.update()                 # learns when its own schedule says so
+
+Plugins provide algorithms, backbones and exploration controllers through the registration
+hooks in :mod:`rlkit.hookspecs`; each registration names a hyperparameter dataclass that the
+config layer validates YAML against, and a ``build`` function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Algorithm",
+    "AlgorithmSpec",
+    "BackboneFactory",
+    "BackboneSpec",
+    "BuildContext",
+    "EnvSpec",
+    "Exploration",
+    "ExplorationSpec",
+    "NanCheck",
+    "NonFiniteError",
+    "RunInfo",
+    "RunnerSpec",
+    "EvalResult",
+    "Transition",
+]
+
+
+class Transition(NamedTuple):
+    """What happened after one batched action.
+
+    :param obs: observations the actions were chosen on, ``(N, *obs_shape)``.
+    :param action: the actions taken, ``(N,)`` for discrete spaces, ``(N, d)`` for boxes.
+    :param reward: ``(N,)`` float32.
+    :param next_obs: the true next observations. Where an episode ended this is the *final*
+        observation of that episode (not the first one of the next), so that a truncated
+        episode can bootstrap from it.
+    :param terminated: ``(N,)`` bool, the episode reached a terminal state (no bootstrap).
+    :param truncated: ``(N,)`` bool, the episode was cut off (time limit): bootstrap from
+        ``next_obs``.
+    :param valid: ``(N,)`` bool or ``None``. ``False`` marks an environment whose step was only
+        a reset (gymnasium's next-step autoreset mode): its action was ignored and the entry
+        must not be learned from. ``None`` means every entry is valid.
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    valid: Tensor | None = None
+
+
+@runtime_checkable
+class Algorithm(Protocol):
+    """The agent contract. See the module docstring for the ask/tell cycle."""
+
+    def act(self, obs: Tensor, explore: bool = True) -> Tensor:
+        """Return actions for a batch of observations.
+
+        :param obs: ``(N, *obs_shape)`` on the agent's device.
+        :param explore: ``False`` for deterministic evaluation (greedy / distribution mean).
+        """
+        ...
+
+    def observe(self, transition: Transition) -> None:
+        """Tell the agent what happened after its last :meth:`act` with ``explore=True``."""
+        ...
+
+    def update(self) -> dict[str, float]:
+        """Learn if the algorithm's own schedule says it is time; return metrics.
+
+        Returns an empty dict when no learning happened. Metric names use the ``train/``
+        namespace, e.g. ``train/value_loss``.
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: tensors and plain Python data only."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+class Exploration(Protocol):
+    """An exploration controller: the current level (epsilon, noise sigma, ...) and feedback.
+
+    ``value(step)`` is called with the number of environment steps taken so far.
+    ``observe_returns`` receives the returns of episodes that just finished, so adaptive
+    controllers can raise exploration when performance drops.
+    """
+
+    def value(self, step: int) -> float: ...
+
+    def observe_returns(self, returns: Tensor, step: int) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec:
+    """What an algorithm may know about the environment it will act in.
+
+    :param observation_space: the space of a single environment's observation.
+    :param action_space: the space of a single environment's action.
+    :param num_envs: how many environments step in parallel (``N``).
+    """
+
+    observation_space: gym.Space[Any]
+    action_space: gym.Space[Any]
+    num_envs: int
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or infinity was found where ``nan_check: raise`` forbids it."""
+
+
+class NanCheck:
+    """The ``nan_check`` policy: ``off``, ``warn`` or ``raise``.
+
+    Algorithms call :meth:`check` on losses and gradient norms; the trainer on environment
+    outputs. ``cause`` should name the most likely reason in words a user can act on.
+    """
+
+    MODES = ("off", "warn", "raise")
+
+    def __init__(self, mode: str = "warn") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"nan_check must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.enabled = mode != "off"
+        self.warned: set[str] = set()
+
+    def check(self, name: str, value: Tensor, cause: str) -> None:
+        if not self.enabled:
+            return
+        if bool(torch.isfinite(value).all()):
+            return
+        message = f"non-finite value in {name}. Likely cause: {cause}"
+        if self.mode == "raise":
+            raise NonFiniteError(message)
+        if name not in self.warned:
+            self.warned.add(name)
+            import warnings
+
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+class BackboneFactory(Protocol):
+    """Builds a feature extractor for an observation space.
+
+    The module maps a batch of observations ``(B, *obs_shape)`` to features ``(B, output_dim)``
+    and has an integer attribute ``output_dim``.
+    """
+
+    def __call__(self, observation_space: gym.Space[Any]) -> nn.Module: ...
+
+
+@dataclass(kw_only=True)
+class BuildContext:
+    """Everything an algorithm's ``build`` function receives besides its own hyperparameters.
+
+    :param env: spaces and number of parallel environments.
+    :param device: where tensors live.
+    :param seed: the run's seed; seed your own ``torch.Generator`` from it.
+    :param total_steps: the run's budget in environment steps (for schedules).
+    :param backbone: builds the configured feature extractor (``backbone:`` in YAML).
+    :param exploration: the exploration controller configured in YAML (``exploration:``), or
+        ``None``, in which case the algorithm uses its own default from its hyperparameters.
+    :param nan_check: the run's non-finite value policy.
+    """
+
+    env: EnvSpec
+    device: torch.device
+    seed: int
+    total_steps: int
+    backbone: BackboneFactory
+    exploration: Exploration | None
+    nan_check: NanCheck
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgorithmSpec:
+    """A registered algorithm: its hyperparameter dataclass and how to build it."""
+
+    name: str
+    config: type
+    build: Callable[[Any, BuildContext], Algorithm]
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneSpec:
+    """A registered backbone: ``build(params, observation_space) -> nn.Module``."""
+
+    name: str
+    config: type
+    build: Callable[[Any, gym.Space[Any]], nn.Module]
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplorationSpec:
+    """A registered exploration controller: ``build(params, total_steps) -> Exploration``."""
+
+    name: str
+    config: type
+    build: Callable[[Any, int], Exploration]
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerSpec:
+    """A loop for algorithms that must own it (e.g. asynchronous workers).
+
+    ``run(trainer)`` replaces the trainer's default loop for the algorithms listed in
+    ``algorithms``.
+    """
+
+    name: str
+    algorithms: tuple[str, ...]
+    run: Callable[[Any], Any]
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    """What lifecycle hooks learn about the run they observe.
+
+    :param run_dir: the run directory (config, manifest, events, checkpoints, summary).
+    :param config: the resolved configuration as plain data (as written to ``config.yaml``).
+    :param algorithm: the algorithm's registered name.
+    :param seed: the run's seed.
+    :param device: the device the agent lives on.
+    """
+
+    run_dir: Any
+    config: Mapping[str, Any]
+    algorithm: str
+    seed: int
+    device: torch.device
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """The outcome of one deterministic evaluation.
+
+    :param returns: the undiscounted return of every evaluated episode.
+    :param lengths: the length of every evaluated episode.
+    """
+
+    returns: tuple[float, ...]
+    lengths: tuple[int, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(sum(self.returns) / max(len(self.returns), 1))
+
+    @property
+    def std(self) -> float:
+        n = len(self.returns)
+        if n == 0:
+            return 0.0
+        m = self.mean
+        return float((sum((r - m) ** 2 for r in self.returns) / n) ** 0.5)

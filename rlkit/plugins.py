@@ -1,0 +1,316 @@
+"""Finding plugins: one :class:`Plugins` session per run, loading the ``rlkit`` entry points.
+
+There is no module-global plugin manager: rlkit is embedded in other programs and may run
+several times in one process, so every run builds its own session::
+
+    plugins = Plugins.load()
+    spec = plugins.algorithm("ppo")
+
+Environment variables:
+
+``RLKIT_DISABLE_PLUGIN_AUTOLOAD=1``
+    load only rlkit's own default plugins (and those named in ``RLKIT_PLUGINS``).
+``RLKIT_PLUGINS=name,name``
+    an allowlist: only entry points whose name (or distribution name) is listed are loaded,
+    besides rlkit's own defaults.
+``RLKIT_TRACE_HOOKS=1``
+    print every hook call and its result to stderr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import gymnasium as gym
+import pluggy
+
+from rlkit import hookspecs
+from rlkit.interfaces import AlgorithmSpec, BackboneSpec, ExplorationSpec, RunnerSpec
+
+ENTRY_POINT_GROUP = "rlkit"
+DEFAULT_DISTRIBUTION = "rlkit"
+LOCAL = "<local>"
+
+
+class PluginError(Exception):
+    """A plugin is broken or two plugins conflict; the message names them."""
+
+
+class UnknownNameError(KeyError):
+    """A name (algorithm, backbone, ...) that no plugin registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where a registration came from."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        if self.distribution == LOCAL:
+            return f"plugin {self.plugin!r} (registered in code)"
+        return f"{self.distribution} {self.version} (entry point {self.plugin!r})"
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """An environment id registered through ``register_envs``."""
+
+    id: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FailedPlugin:
+    name: str
+    distribution: str
+    error: str
+
+
+@dataclass
+class Plugins:
+    """A plugin session: a pluggy manager plus everything the plugins registered."""
+
+    pm: pluggy.PluginManager
+    algorithms: dict[str, tuple[AlgorithmSpec, Provider]] = field(default_factory=dict)
+    backbones: dict[str, tuple[BackboneSpec, Provider]] = field(default_factory=dict)
+    envs: dict[str, tuple[EnvEntry, Provider]] = field(default_factory=dict)
+    exploration: dict[str, tuple[ExplorationSpec, Provider]] = field(default_factory=dict)
+    runners: dict[str, tuple[RunnerSpec, Provider]] = field(default_factory=dict)
+    failed: list[FailedPlugin] = field(default_factory=list)
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        extra: Iterable[tuple[str, object]] = (),
+        autoload: bool | None = None,
+        allow: Iterable[str] | None = None,
+    ) -> Plugins:
+        """Build a session from the ``rlkit`` entry points plus ``extra`` (name, plugin) pairs.
+
+        :param extra: plugins registered in code (tests, embedding programs).
+        :param autoload: load third-party entry points; default from
+            ``RLKIT_DISABLE_PLUGIN_AUTOLOAD``.
+        :param allow: allowlist of entry-point or distribution names; default from
+            ``RLKIT_PLUGINS``.
+        """
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        if os.environ.get("RLKIT_TRACE_HOOKS"):
+            pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[rlkit hooks] {msg}"))
+            pm.enable_tracing()
+        session = cls(pm=pm)
+        if autoload is None:
+            autoload = not _truthy(os.environ.get("RLKIT_DISABLE_PLUGIN_AUTOLOAD"))
+        if allow is None:
+            env_allow = os.environ.get("RLKIT_PLUGINS")
+            allow = [a.strip() for a in env_allow.split(",") if a.strip()] if env_allow else None
+        allowed = set(allow) if allow is not None else None
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist is not None else LOCAL
+            version = ep.dist.version if ep.dist is not None else ""
+            is_default = _canonical(dist) == DEFAULT_DISTRIBUTION
+            if not is_default:
+                listed = allowed is not None and (ep.name in allowed or dist in allowed)
+                if allowed is not None and not listed:
+                    continue
+                if not autoload and not listed:
+                    continue
+            session._load_entry_point(ep, dist, version)
+        for name, plugin in extra:
+            session.add(name, plugin)
+        session.collect()
+        return session
+
+    def _load_entry_point(self, ep: metadata.EntryPoint, dist: str, version: str) -> None:
+        if self.pm.has_plugin(ep.name):
+            other = self.providers[ep.name]
+            raise PluginError(
+                f"two plugins are named {ep.name!r}: one from {other}, one from {dist} "
+                f"{version}. Uninstall one of them or rename its entry point."
+            )
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole session down
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.failed.append(FailedPlugin(ep.name, f"{dist} {version}", detail))
+            warnings.warn(
+                f"rlkit plugin {ep.name!r} from {dist} {version} failed to load and was "
+                f"skipped: {detail}. Reinstall or fix that package, or exclude it with "
+                f"RLKIT_PLUGINS=<names to keep>.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
+        self.pm.register(plugin, name=ep.name)
+        self.providers[ep.name] = Provider(ep.name, dist, version)
+
+    def add(self, name: str, plugin: object) -> None:
+        """Register a plugin object in code (before :meth:`collect`)."""
+        if self.pm.has_plugin(name):
+            raise PluginError(f"a plugin named {name!r} is already registered ({self.providers[name]})")
+        self.pm.register(plugin, name=name)
+        self.providers[name] = Provider(name, LOCAL, "")
+
+    def collect(self) -> None:
+        """Check hook implementations and run the registration hooks."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"{exc}. Hook names are listed in docs/plugins.md; check the spelling."
+            ) from None
+        self._collect("register_algorithms", self.algorithms, _spec_register(AlgorithmSpec))
+        self._collect("register_backbones", self.backbones, _spec_register(BackboneSpec))
+        self._collect("register_exploration", self.exploration, _spec_register(ExplorationSpec))
+        self._collect("register_runners", self.runners, _runner_register)
+        self._collect("register_envs", self.envs, _env_register)
+
+    def _collect(
+        self,
+        hook_name: str,
+        table: dict[str, Any],
+        make: Callable[..., Any],
+    ) -> None:
+        caller = getattr(self.pm.hook, hook_name)
+        # Call each implementation on its own so every registration knows its provider.
+        for impl in reversed(caller.get_hookimpls()):
+            provider = self.providers.get(impl.plugin_name, Provider(impl.plugin_name, LOCAL, ""))
+
+            def register(*args: Any, _provider: Provider = provider, **kwargs: Any) -> None:
+                try:
+                    entry = make(*args, **kwargs)
+                except TypeError as exc:
+                    raise PluginError(
+                        f"{_provider} called register() in {hook_name} wrongly: {exc}. "
+                        f"See docs/plugins.md#{hook_name} for the signature."
+                    ) from None
+                key = entry.id if isinstance(entry, EnvEntry) else entry.name
+                if key in table:
+                    _, other = table[key]
+                    raise PluginError(
+                        f"{hook_name}: the name {key!r} is registered twice, by {other} and by "
+                        f"{_provider}. Uninstall one of them, or disable one with RLKIT_PLUGINS."
+                    )
+                table[key] = (entry, _provider)
+
+            try:
+                impl.function(**{arg: register for arg in impl.argnames})
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{provider} failed in {hook_name}: {exc!r}") from exc
+
+    # --- lookup --------------------------------------------------------------------------
+
+    @property
+    def hook(self) -> Any:
+        """Lifecycle hooks, e.g. ``plugins.hook.run_started(run=info)``."""
+        return self.pm.hook
+
+    def algorithm(self, name: str) -> AlgorithmSpec:
+        return _lookup(self.algorithms, name, "algorithm", "algorithm.name")
+
+    def backbone(self, name: str) -> BackboneSpec:
+        return _lookup(self.backbones, name, "backbone", "backbone.name")
+
+    def exploration_spec(self, name: str) -> ExplorationSpec:
+        return _lookup(self.exploration, name, "exploration strategy", "exploration.name")
+
+    def runner_for(self, algorithm: str) -> RunnerSpec | None:
+        for spec, _ in self.runners.values():
+            if algorithm in spec.algorithms:
+                return spec
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """``{entry point: "distribution version"}`` for every loaded plugin (the manifest)."""
+        return {
+            name: (p.distribution if not p.version else f"{p.distribution} {p.version}")
+            for name, p in sorted(self.providers.items())
+        }
+
+
+def _lookup(table: dict[str, tuple[Any, Provider]], name: str, kind: str, key: str) -> Any:
+    if name in table:
+        return table[name][0]
+    available = ", ".join(sorted(table)) or "none"
+    close = difflib.get_close_matches(name, list(table), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownNameError(
+        f"{key}: unknown {kind} {name!r}.{hint} Available: {available}. "
+        f"`rlkit plugins` lists what is installed."
+    )
+
+
+def _spec_register(spec_cls: type) -> Callable[..., Any]:
+    def make(name: str, config: type, build: Callable[..., Any], *, description: str = "") -> Any:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        if not callable(build):
+            raise TypeError(f"build must be callable, got {build!r}")
+        from dataclasses import is_dataclass
+
+        if not (isinstance(config, type) and is_dataclass(config)):
+            raise TypeError(f"config must be a dataclass type, got {config!r}")
+        if not description:
+            description = _first_line(config.__doc__) or _first_line(build.__doc__)
+        return spec_cls(name=name, config=config, build=build, description=description)
+
+    return make
+
+
+def _runner_register(
+    name: str, run: Callable[..., Any], *, algorithms: Iterable[str], description: str = ""
+) -> RunnerSpec:
+    return RunnerSpec(
+        name=name, algorithms=tuple(algorithms), run=run, description=description
+    )
+
+
+def _env_register(env_id: str, *, description: str = "", **kwargs: Any) -> EnvEntry:
+    if env_id not in gym.registry:
+        gym.register(id=env_id, **kwargs)
+    return EnvEntry(env_id, description)
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def _truthy(value: str | None) -> bool:
+    return bool(value) and value.strip().lower() not in ("0", "false", "no", "")
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ep in sorted(eps, key=lambda e: (e.name, e.value)):
+        dist = ep.dist.name if ep.dist is not None else ""
+        if (ep.name, dist) in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add((ep.name, dist))
+        unique.append(ep)
+    return unique

@@ -1,0 +1,147 @@
+"""Capture and restore the state of gymnasium environments as plain data.
+
+Exact resume needs the environments to continue where they stopped: mid-episode positions,
+step counters of time limits, and every random generator. Gymnasium has no API for that, so
+:func:`capture` walks the environment graph (vector env -> sub-envs -> wrappers -> unwrapped
+env, plus their spaces) and records the attributes that are plain state: numbers, numeric
+numpy arrays and numpy random generators. Constants such as maps or transition tables are
+left alone. The result holds only tensors and plain Python data, so a checkpoint stays loadable
+with ``torch.load(weights_only=True)``.
+
+An environment that keeps state elsewhere (a physics engine's memory, a subprocess) can
+provide ``state_dict()``/``load_state_dict()`` itself; those are used when present.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class SnapshotUnsupported(Exception):
+    """The environment's state cannot be captured (e.g. it lives in subprocesses)."""
+
+
+def capture(env: Any) -> dict[str, Any]:
+    """Everything needed to put ``env`` back in its current state, keyed by attribute path."""
+    if isinstance(env, gym.vector.AsyncVectorEnv):
+        raise SnapshotUnsupported("async vector envs keep their state in subprocesses")
+    state: dict[str, Any] = {}
+    _walk(env, "", state, set(), capture_mode=True)
+    return state
+
+
+def restore(env: Any, state: dict[str, Any]) -> None:
+    """Put ``env`` back into the state :func:`capture` recorded."""
+    _walk(env, "", state, set(), capture_mode=False)
+
+
+def _walk(obj: Any, prefix: str, state: dict[str, Any], seen: set[int], capture_mode: bool) -> None:
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict") and not isinstance(
+        obj, gym.Space
+    ):
+        key = f"{prefix}__state_dict__"
+        if capture_mode:
+            state[key] = obj.state_dict()
+        elif key in state:
+            obj.load_state_dict(state[key])
+        return
+    if isinstance(obj, gym.Space):
+        key = f"{prefix}_np_random"
+        rng = getattr(obj, "_np_random", None)
+        if capture_mode:
+            if rng is not None:
+                state[key] = {"__rng__": rng.bit_generator.state}
+        elif key in state:
+            obj._np_random = _restore_rng(rng, state[key]["__rng__"])
+        return
+    for name, value in list(vars(obj).items()):
+        path = f"{prefix}{name}"
+        if _is_node(value):
+            _walk(value, f"{path}.", state, seen, capture_mode)
+        elif isinstance(value, (list, tuple)) and value and all(_is_node(v) for v in value):
+            for i, child in enumerate(value):
+                _walk(child, f"{path}.{i}.", state, seen, capture_mode)
+        elif capture_mode:
+            encoded = _encode(value)
+            if encoded is not _SKIP:
+                state[path] = encoded
+        elif path in state:
+            setattr(obj, name, _decode(state[path], value))
+
+
+def _is_node(value: Any) -> bool:
+    return isinstance(value, (gym.Env, gym.Wrapper, gym.vector.VectorEnv, gym.Space)) or (
+        isinstance(value, gym.vector.VectorWrapper)
+    )
+
+
+class _Skip:
+    pass
+
+
+_SKIP = _Skip()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, np.random.Generator):
+        return {"__rng__": value.bit_generator.state}
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return {"__np__": value.dtype.str, "value": value.item()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            return _SKIP  # maps, descriptions: constants
+        return {"__nd__": torch.from_numpy(np.ascontiguousarray(value).copy()),
+                "dtype": value.dtype.str}
+    if isinstance(value, torch.Tensor):
+        return {"__tensor__": value.detach().clone()}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v) for v in value]
+        if any(i is _SKIP for i in items):
+            return _SKIP
+        return {"__seq__": "tuple" if isinstance(value, tuple) else "list", "items": items}
+    return _SKIP
+
+
+def _decode(data: Any, current: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    if "__rng__" in data:
+        return _restore_rng(current, data["__rng__"])
+    if "__np__" in data:
+        return np.dtype(data["__np__"]).type(data["value"])
+    if "__nd__" in data:
+        array = data["__nd__"].numpy().astype(np.dtype(data["dtype"]), copy=True)
+        if isinstance(current, np.ndarray) and current.shape == array.shape:
+            current[...] = array  # keep identity: other objects may hold a view
+            return current
+        return array
+    if "__tensor__" in data:
+        if isinstance(current, torch.Tensor) and current.shape == data["__tensor__"].shape:
+            current.copy_(data["__tensor__"])
+            return current
+        return data["__tensor__"].clone()
+    if "__seq__" in data:
+        olds = list(current) if isinstance(current, (list, tuple)) else []
+        items = [_decode(d, olds[i] if i < len(olds) else None) for i, d in enumerate(data["items"])]
+        return tuple(items) if data["__seq__"] == "tuple" else items
+    return data
+
+
+def _restore_rng(current: Any, state: dict[str, Any]) -> np.random.Generator:
+    rng = current if isinstance(current, np.random.Generator) else np.random.default_rng()
+    if rng.bit_generator.state["bit_generator"] != state["bit_generator"]:
+        bitgen = getattr(np.random, state["bit_generator"])()
+        rng = np.random.Generator(bitgen)
+    rng.bit_generator.state = state
+    return rng
