@@ -30,6 +30,7 @@ def save_atomic(state: Mapping[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual mode
         with os.fdopen(fd, "wb") as f:
             torch.save({"format_version": FORMAT_VERSION, **state}, f)
             f.flush()
@@ -74,6 +75,12 @@ def find_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"{path}: no checkpoints/latest.pt in this run directory; was the "
                               f"run stopped before its first checkpoint?")
     raise CheckpointError(f"{path}: no such run directory or checkpoint file.")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -256,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.showwarning = _show_warning
     try:
         return registry.commands[args.command](args)
     except (ConfigError, PluginError, CheckpointError, RunError) as exc:
@@ -264,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings as one readable line, without the source line of the call."""
+    print(f"rlkit: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,8 @@ class Trainer:
         self.best_eval: float | None = None
         self.target_reached = False
         self.obs: torch.Tensor | None = None
+        self._created = time.perf_counter()  # set-up time counts towards wall time
+        self._segment_start = self._created
         self.status = "running"
         self._stop_signal: str | None = None
         self.info = RunInfo(run_dir=self.run_dir, config=experiment.to_data(),
@@ -253,8 +255,8 @@ class Trainer:
         limit = train.total_steps if max_steps is None else min(max_steps, train.total_steps)
         agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
         obs = self.obs
-        start = time.perf_counter()
-        last_tick, tick_steps = start, self.env_steps
+        self._segment_start = self._created if not resumed else time.perf_counter()
+        last_tick, tick_steps = time.perf_counter(), self.env_steps
         sps = 0.0
         try:
             with self._signals():
@@ -282,7 +284,7 @@ class Trainer:
                         now = time.perf_counter()
                         sps = (self.env_steps - tick_steps) / max(now - last_tick, 1e-9)
                         last_tick, tick_steps = now, self.env_steps
-                        self._log_rollout(logger, sps, start)
+                        self._log_rollout(logger, sps)
                     if eval_every and self.env_steps >= next_eval:
                         next_eval = _next_multiple(self.env_steps, eval_every)
                         self._evaluate(logger)
@@ -290,7 +292,7 @@ class Trainer:
                             break
                     if train.checkpoint_every and self.env_steps >= next_ckpt:
                         next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-                        self._checkpoint(logger, start, periodic=True)
+                        self._checkpoint(periodic=True)
                 if self._stop_signal is not None:
                     self.status = "interrupted"
                 elif self.target_reached:
@@ -304,17 +306,19 @@ class Trainer:
                     self._evaluate(logger)
                     if self.target_reached:
                         self.status = "target_reached"
-                self._checkpoint(logger, start, periodic=False)
+                self._checkpoint(periodic=False)
         except NonFiniteError as exc:
             self.status = "non_finite"
-            path = self._checkpoint(logger, start, periodic=False, name="last_good.pt")
+            path = self._checkpoint(periodic=False, name="last_good.pt")
             logger.message(f"[red]training stopped:[/red] {exc}\nThe agent's last good state "
                            f"(before the offending update was applied) is in {path}.")
         except BaseException:
             self.status = "crashed"
             logger.close()
             raise
-        summary = self._summary(start)
+        self.wall_time_s = self._wall_time()
+        self._segment_start = time.perf_counter()
+        summary = self._summary()
         _write_json(self.run_dir / "summary.json", summary)
         self.plugins.hook.run_finished(run=self.info, summary=summary)
         logger.close()
@@ -322,14 +326,17 @@ class Trainer:
 
     # --- periodic work -------------------------------------------------------------------
 
-    def _log_rollout(self, logger: RunLogger, sps: float, start: float) -> None:
+    def _wall_time(self) -> float:
+        return self.wall_time_s + time.perf_counter() - self._segment_start
+
+    def _log_rollout(self, logger: RunLogger, sps: float) -> None:
         metrics, finished = self.stats.drain()
         if metrics:
             logger.last_return = metrics["rollout/ep_return_mean"]
         if finished and self.exploration is not None:
             self.exploration.observe_returns(torch.tensor(finished), self.env_steps)
         metrics["time/steps_per_second"] = sps
-        metrics["time/elapsed_s"] = self.wall_time_s + time.perf_counter() - start
+        metrics["time/elapsed_s"] = self._wall_time()
         logger.scalars(metrics, self.env_steps)
         logger.advance(self.env_steps, sps)
 
@@ -356,7 +363,7 @@ class Trainer:
             self.target_reached = True
         return result
 
-    def _checkpoint(self, logger: RunLogger, start: float, *, periodic: bool,
+    def _checkpoint(self, *, periodic: bool,
                     name: str = "latest.pt") -> Path:
         directory = self.run_dir / "checkpoints"
         try:
@@ -375,7 +382,7 @@ class Trainer:
             "trainer": {
                 "env_steps": self.env_steps,
                 "evaluations": self.evaluations,
-                "wall_time_s": self.wall_time_s + time.perf_counter() - start,
+                "wall_time_s": self._wall_time(),
                 "last_eval_step": self.last_eval_step,
                 "best_eval": self.best_eval,
                 "last_eval": None if self.last_eval is None else
@@ -397,7 +404,7 @@ class Trainer:
         self.plugins.hook.checkpoint_saved(run=self.info, path=path, step=self.env_steps)
         return path
 
-    def _summary(self, start: float) -> dict[str, Any]:
+    def _summary(self) -> dict[str, Any]:
         exp = self.experiment
         ev = self.last_eval
         return {
@@ -406,7 +413,7 @@ class Trainer:
             "env_id": exp.env.id,
             "seed": exp.train.seed,
             "env_steps": self.env_steps,
-            "wall_time_s": round(self.wall_time_s + time.perf_counter() - start, 3),
+            "wall_time_s": round(self.wall_time_s, 3),
             "final_eval_return_mean": None if ev is None else ev.mean,
             "final_eval_return_std": None if ev is None else ev.std,
             "final_eval_episodes": None if ev is None else len(ev.returns),

@@ -1,0 +1,339 @@
+"""Preallocated storage for experience, on the agent's device.
+
+* :class:`ReplayBuffer` -- circular storage of single transitions with uniform sampling, for
+  off-policy algorithms (DQN, DDPG, SAC).
+* :class:`RolloutBuffer` -- ``T x N`` storage of one on-policy rollout with vectorized GAE
+  (:func:`rlkit.returns.gae`), for PPO and A2C.
+
+Both allocate every tensor once and write each batch of ``N`` environments into a slice, so
+adding a step costs a few tensor copies and no allocation. Observations keep the dtype the
+environment adapter produces: ``int64`` for ``Discrete``/``MultiDiscrete`` spaces, ``uint8``
+for image boxes, ``float32`` for other boxes. Actions are ``int64`` ``(N,)`` for ``Discrete``
+spaces and ``float32`` ``(N, *shape)`` for boxes.
+
+``next_obs`` is always the *true* next observation (the final one where an episode ended), so
+truncated episodes can bootstrap from it; ``terminated`` alone decides that nothing is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlkit.interfaces import Transition
+from rlkit.returns import gae
+
+__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer"]
+
+
+def observation_layout(space: gym.Space[Any]) -> tuple[tuple[int, ...], torch.dtype]:
+    """Shape and dtype one observation of ``space`` is stored with."""
+    if isinstance(space, gym.spaces.Discrete):
+        return (), torch.int64
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return tuple(space.shape), torch.int64
+    if isinstance(space, gym.spaces.MultiBinary):
+        return tuple(space.shape), torch.int8
+    if isinstance(space, gym.spaces.Box):
+        if space.dtype == np.uint8:
+            return tuple(space.shape), torch.uint8
+        if np.issubdtype(space.dtype, np.integer):
+            return tuple(space.shape), torch.int64
+        return tuple(space.shape), torch.float32
+    raise TypeError(f"cannot store observations of space {space}; use a Box, Discrete, "
+                    f"MultiDiscrete or MultiBinary space (flatten others with a wrapper)")
+
+
+def action_layout(space: gym.Space[Any]) -> tuple[tuple[int, ...], torch.dtype]:
+    """Shape and dtype one action of ``space`` is stored with."""
+    if isinstance(space, gym.spaces.Discrete):
+        return (), torch.int64
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return tuple(space.shape), torch.int64
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
+        return tuple(space.shape), torch.float32
+    raise TypeError(f"cannot store actions of space {space}; use a Box, Discrete, "
+                    f"MultiDiscrete or MultiBinary space")
+
+
+class ReplayBatch(NamedTuple):
+    """A uniformly sampled batch of transitions, each field ``(B, ...)``.
+
+    :param obs: observations.
+    :param action: actions taken.
+    :param reward: rewards, float32.
+    :param next_obs: true next observations (the final one where an episode ended).
+    :param terminated: bool, no bootstrapping from ``next_obs`` where set.
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    terminated: Tensor
+
+
+class ReplayBuffer:
+    """Circular replay memory (Lin, 1992; Mnih et al., 2015) with uniform sampling.
+
+    Holds up to ``capacity`` transitions in total (not per environment); once full, each new
+    transition overwrites the oldest one.
+
+    :param capacity: the number of transitions kept.
+    :param observation_space: the space of one environment's observation.
+    :param action_space: the space of one environment's action.
+    :param num_envs: ``N``, the rows each :meth:`add` brings (fewer where some are invalid).
+    :param device: where the tensors live.
+    """
+
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        num_envs: int,
+        device: torch.device | str,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        obs_shape, obs_dtype = observation_layout(observation_space)
+        act_shape, act_dtype = action_layout(action_space)
+        size, dev = self.capacity, self.device
+        self.obs = torch.zeros((size, *obs_shape), dtype=obs_dtype, device=dev)
+        self.next_obs = torch.zeros((size, *obs_shape), dtype=obs_dtype, device=dev)
+        self.action = torch.zeros((size, *act_shape), dtype=act_dtype, device=dev)
+        self.reward = torch.zeros(size, dtype=torch.float32, device=dev)
+        self.terminated = torch.zeros(size, dtype=torch.bool, device=dev)
+        self.pos = 0
+        """Row the next transition is written to."""
+        self.size = 0
+        """Rows filled so far (at most ``capacity``)."""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, t: Transition) -> None:
+        """Store the ``N`` rows of ``t``, skipping those whose ``t.valid`` is ``False``."""
+        rows: tuple[Tensor, ...] = (t.obs, t.action, t.reward, t.next_obs, t.terminated)
+        if t.valid is not None and not bool(t.valid.all()):
+            rows = tuple(x[t.valid] for x in rows)
+        n = rows[2].shape[0]
+        if n > self.capacity:  # only the newest rows survive
+            rows = tuple(x[n - self.capacity:] for x in rows)
+            n = self.capacity
+        if n == 0:
+            return
+        start, stop = self.pos, self.pos + n
+        first = min(stop, self.capacity) - start  # rows that fit before the end
+        for name, src in zip(self.FIELDS, rows):
+            dst: Tensor = getattr(self, name)
+            dst[start:start + first].copy_(src[:first])
+            if first < n:
+                dst[: n - first].copy_(src[first:])
+        self.pos = stop % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> ReplayBatch:
+        """Draw ``batch_size`` stored transitions uniformly, with replacement.
+
+        :param batch_size: rows in the batch.
+        :param generator: the random source (on this buffer's device), so that sampling is
+            reproducible and independent of the global RNG.
+        """
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        idx = torch.randint(0, self.size, (batch_size,), generator=generator,
+                            device=self.device)
+        return ReplayBatch(*(getattr(self, name)[idx] for name in self.FIELDS))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled rows and the write position (tensors and plain data only)."""
+        state: dict[str, Any] = {name: getattr(self, name)[: self.size].clone()
+                                 for name in self.FIELDS}
+        state.update(pos=self.pos, size=self.size, capacity=self.capacity)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (into a buffer of the same capacity)."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"replay buffer state has capacity {state['capacity']}, this "
+                             f"buffer {self.capacity}; build it with the same buffer size")
+        size = int(state["size"])
+        for name in self.FIELDS:
+            getattr(self, name)[:size].copy_(state[name])
+        self.size, self.pos = size, int(state["pos"])
+
+
+class RolloutBatch(NamedTuple):
+    """A minibatch of rollout rows, each field ``(B, ...)``.
+
+    :param obs: observations.
+    :param action: actions taken (as sampled, before any clipping to the action bounds).
+    :param log_prob: log-probability of ``action`` under the policy that collected it.
+    :param value: ``V(obs)`` when collected.
+    :param advantage: GAE advantages.
+    :param return_: ``advantage + value``, the value target.
+    """
+
+    obs: Tensor
+    action: Tensor
+    log_prob: Tensor
+    value: Tensor
+    advantage: Tensor
+    return_: Tensor
+
+
+class RolloutBuffer:
+    """``T x N`` on-policy storage: one rollout of ``num_steps`` steps from ``N`` environments.
+
+    Every field is a ``(T, N, ...)`` tensor attribute (``obs``, ``action``, ``reward``,
+    ``next_obs``, ``terminated``, ``truncated``, ``value``, ``log_prob``, ``valid``), so an
+    algorithm can evaluate ``V(next_obs)`` in one batched forward pass before :meth:`compute`.
+
+    :param num_steps: ``T``, steps per environment in one rollout.
+    :param num_envs: ``N``.
+    :param observation_space: the space of one environment's observation.
+    :param action_space: the space of one environment's action.
+    :param device: where the tensors live.
+    """
+
+    STORED = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "value",
+              "log_prob", "valid")
+
+    def __init__(
+        self,
+        *,
+        num_steps: int,
+        num_envs: int,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        device: torch.device | str,
+    ) -> None:
+        self.num_steps = int(num_steps)
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        obs_shape, obs_dtype = observation_layout(observation_space)
+        act_shape, act_dtype = action_layout(action_space)
+        grid, dev = (self.num_steps, self.num_envs), self.device
+        self.obs = torch.zeros((*grid, *obs_shape), dtype=obs_dtype, device=dev)
+        self.next_obs = torch.zeros((*grid, *obs_shape), dtype=obs_dtype, device=dev)
+        self.action = torch.zeros((*grid, *act_shape), dtype=act_dtype, device=dev)
+        self.reward = torch.zeros(grid, dtype=torch.float32, device=dev)
+        self.terminated = torch.zeros(grid, dtype=torch.bool, device=dev)
+        self.truncated = torch.zeros(grid, dtype=torch.bool, device=dev)
+        self.value = torch.zeros(grid, dtype=torch.float32, device=dev)
+        self.log_prob = torch.zeros(grid, dtype=torch.float32, device=dev)
+        self.valid = torch.ones(grid, dtype=torch.bool, device=dev)
+        self.advantages = torch.zeros(grid, dtype=torch.float32, device=dev)
+        """GAE advantages, filled by :meth:`compute`."""
+        self.returns = torch.zeros(grid, dtype=torch.float32, device=dev)
+        """Value targets ``advantages + value``, filled by :meth:`compute`."""
+        self.step = 0
+        """Rows ``[0, step)`` along ``T`` are filled."""
+
+    @property
+    def full(self) -> bool:
+        """All ``num_steps`` steps are stored: time to :meth:`compute` and learn."""
+        return self.step >= self.num_steps
+
+    def reset(self) -> None:
+        """Start a new rollout (the old rows are overwritten as new ones arrive)."""
+        self.step = 0
+
+    def add(
+        self,
+        *,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+        value: Tensor,
+        log_prob: Tensor,
+        valid: Tensor | None = None,
+    ) -> None:
+        """Store one step of all ``N`` environments; each argument is ``(N, ...)``.
+
+        :param valid: ``False`` for entries that only reset an environment (their rows are
+            kept for shape but never appear in :meth:`minibatches`); ``None``: all valid.
+        """
+        if self.full:
+            raise RuntimeError(f"the rollout buffer is full ({self.num_steps} steps); call "
+                               f"reset() after learning from it")
+        t = self.step
+        self.obs[t].copy_(obs)
+        self.action[t].copy_(action)
+        self.reward[t].copy_(reward)
+        self.next_obs[t].copy_(next_obs)
+        self.terminated[t].copy_(terminated)
+        self.truncated[t].copy_(truncated)
+        self.value[t].copy_(value)
+        self.log_prob[t].copy_(log_prob)
+        if valid is None:
+            self.valid[t].fill_(True)
+        else:
+            self.valid[t].copy_(valid)
+        self.step = t + 1
+
+    def compute(self, next_values: Tensor, gamma: float, lam: float) -> None:
+        """Fill :attr:`advantages` and :attr:`returns` with GAE (:func:`rlkit.returns.gae`).
+
+        :param next_values: ``(T, N)`` ``V(next_obs)``; truncated episodes bootstrap from it,
+            terminated ones do not.
+        :param gamma: discount factor.
+        :param lam: GAE's lambda.
+        """
+        advantages, returns = gae(self.reward, self.value, next_values, self.terminated,
+                                  self.terminated | self.truncated, gamma, lam)
+        self.advantages.copy_(advantages)
+        self.returns.copy_(returns)
+
+    def minibatches(self, batch_size: int, generator: torch.Generator) -> Iterator[RolloutBatch]:
+        """One shuffled pass over the valid rows of the flattened ``T * N`` rollout.
+
+        Every valid row appears exactly once; the last minibatch holds the remainder when
+        ``batch_size`` does not divide the number of valid rows.
+
+        :param batch_size: rows per minibatch.
+        :param generator: the random source for the shuffle (on this buffer's device).
+        """
+        valid = self.valid[: self.step].flatten()
+        order = torch.randperm(valid.numel(), generator=generator, device=self.device)
+        if not bool(valid.all()):
+            order = order[valid[order]]
+        rows = self.step * self.num_envs
+        fields = (self.obs, self.action, self.log_prob, self.value, self.advantages,
+                  self.returns)
+        flat = [x[: self.step].reshape(rows, *x.shape[2:]) for x in fields]
+        for start in range(0, order.numel(), batch_size):
+            idx = order[start:start + batch_size]
+            yield RolloutBatch(*(x[idx] for x in flat))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled steps and the step counter (tensors and plain data only)."""
+        state: dict[str, Any] = {name: getattr(self, name)[: self.step].clone()
+                                 for name in self.STORED}
+        state["step"] = self.step
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        step = int(state["step"])
+        if step > self.num_steps:
+            raise ValueError(f"rollout buffer state holds {step} steps, this buffer "
+                             f"{self.num_steps}; build it with the same number of steps")
+        for name in self.STORED:
+            getattr(self, name)[:step].copy_(state[name])
+        self.step = step

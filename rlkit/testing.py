@@ -1,0 +1,216 @@
+"""Conformance checks for algorithms, for rlkit's own tests and for plugin authors.
+
+Run all of them from a test in your own package::
+
+    from rlkit.testing import check_algorithm
+
+    def test_my_algorithm_conforms(tmp_path):
+        check_algorithm("my_algo", env_id="CartPole-v1", params={"n_steps": 16},
+                        workdir=tmp_path, steps=256)
+
+The checks, each also callable on its own:
+
+* :func:`check_smoke` -- a short training run finishes and actions lie in the action space;
+* :func:`check_save_load` -- ``state_dict`` survives ``torch.save``/``torch.load(weights_only=
+  True)`` and a freshly built agent that loads it acts identically;
+* :func:`check_determinism` -- two runs with the same config and seed end with identical
+  parameters (on the CPU);
+* :func:`check_exact_resume` -- a run stopped half-way, checkpointed and resumed ends with
+  exactly the parameters of an uninterrupted run.
+
+Each raises ``AssertionError`` with a message naming the algorithm and the check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.config import Experiment, resolve
+from rlkit.environments import make_env
+from rlkit.interfaces import EnvSpec
+from rlkit.loop import Trainer, build_agent, env_options
+from rlkit.plugins import Plugins
+
+__all__ = [
+    "assert_state_equal",
+    "check_algorithm",
+    "check_determinism",
+    "check_exact_resume",
+    "check_save_load",
+    "check_smoke",
+    "experiment_for",
+]
+
+
+def experiment_for(
+    algorithm: str,
+    *,
+    env_id: str,
+    plugins: Plugins,
+    params: Mapping[str, Any] | None = None,
+    env: Mapping[str, Any] | None = None,
+    steps: int = 512,
+    workdir: Path | str = "runs",
+    seed: int = 0,
+    backbone: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """A small, validated experiment for ``algorithm`` on ``env_id`` (evaluation off)."""
+    data: dict[str, Any] = {
+        "algorithm": {"name": algorithm, **(params or {})},
+        "backbone": dict(backbone or {"name": "mlp", "hidden_sizes": [32, 32]}),
+        "env": {"id": env_id, "num_envs": 2, **(env or {})},
+        "train": {"total_steps": steps, "seed": seed, "nan_check": "raise", "log_every": 64},
+        "eval": {"every": 0, "episodes": 2},
+        "run": {"dir": str(workdir)},
+    }
+    return resolve(data, plugins, source=f"<conformance {algorithm}>")
+
+
+def check_smoke(experiment: Experiment, plugins: Plugins, workdir: Path) -> dict[str, Any]:
+    """A short run completes, evaluates and writes its run directory."""
+    name = experiment.algorithm.name
+    summary = Trainer(experiment, plugins, run_dir=workdir / "smoke", progress=False).run()
+    assert summary["status"] in ("finished", "target_reached"), (
+        f"{name}: smoke run ended with status {summary['status']!r}")
+    assert summary["env_steps"] >= experiment.train.total_steps, f"{name}: run ended early"
+    for f in ("config.yaml", "manifest.json", "summary.json", "checkpoints/latest.pt"):
+        assert (workdir / "smoke" / f).exists(), f"{name}: smoke run did not write {f}"
+    env = make_env(env_options(experiment), num_envs=2)
+    agent, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+    obs = env.reset(seed=0)
+    for explore in (True, False):
+        actions = agent.act(obs, explore=explore)
+        for a in actions.cpu().numpy():
+            assert env.single_action_space.contains(a.astype(env.single_action_space.dtype)), (
+                f"{name}: act(explore={explore}) returned {a!r}, outside "
+                f"{env.single_action_space}")
+    return summary
+
+
+def check_save_load(experiment: Experiment, plugins: Plugins) -> None:
+    """state_dict -> bytes -> weights_only load -> fresh agent acts the same."""
+    name = experiment.algorithm.name
+    env = make_env(env_options(experiment))
+    agent, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+    obs = env.reset(seed=1)
+    _drive(agent, env, obs, 64)
+    state = agent.state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        loaded = torch.load(buffer, weights_only=True)
+    except Exception as exc:
+        raise AssertionError(f"{name}: state_dict() is not loadable with weights_only=True "
+                             f"(it must hold only tensors and plain data): {exc}") from None
+    other_seed = dataclasses.replace(experiment, train=dataclasses.replace(experiment.train,
+                                                                           seed=12345))
+    fresh, _ = build_agent(other_seed, plugins, _spec(env), torch.device("cpu"))
+    fresh.load_state_dict(loaded)
+    assert_state_equal(agent.state_dict(), fresh.state_dict(), f"{name}: after load_state_dict")
+    probe = env.reset(seed=2)
+    assert torch.equal(agent.act(probe, explore=False), fresh.act(probe, explore=False)), (
+        f"{name}: a loaded agent acts differently from the saved one")
+
+
+def check_determinism(experiment: Experiment, plugins: Plugins, workdir: Path) -> None:
+    """Same config and seed -> identical parameters after training (CPU)."""
+    name = experiment.algorithm.name
+    states = []
+    for i in range(2):
+        trainer = Trainer(experiment, plugins, run_dir=workdir / f"determinism-{i}",
+                          progress=False)
+        trainer.run()
+        states.append(trainer.agent.state_dict())
+    assert_state_equal(states[0], states[1], f"{name}: two runs with the same seed")
+
+
+def check_exact_resume(experiment: Experiment, plugins: Plugins, workdir: Path) -> None:
+    """Stopped half-way and resumed == uninterrupted, to the last bit."""
+    name = experiment.algorithm.name
+    full = Trainer(experiment, plugins, run_dir=workdir / "uninterrupted", progress=False)
+    full.run()
+    half = experiment.train.total_steps // 2
+    first = Trainer(experiment, plugins, run_dir=workdir / "interrupted", progress=False)
+    summary = first.run(max_steps=half)
+    assert summary["status"] == "paused", f"{name}: run(max_steps) ended as {summary['status']}"
+    resumed = Trainer.resume(workdir / "interrupted", plugins, progress=False)
+    resumed.run()
+    assert resumed.env_steps == full.env_steps, (
+        f"{name}: resumed run stopped at {resumed.env_steps} env steps, uninterrupted at "
+        f"{full.env_steps}")
+    assert_state_equal(full.agent.state_dict(), resumed.agent.state_dict(),
+                       f"{name}: resumed vs uninterrupted run")
+
+
+def check_algorithm(
+    algorithm: str,
+    *,
+    env_id: str,
+    workdir: Path | str,
+    params: Mapping[str, Any] | None = None,
+    env: Mapping[str, Any] | None = None,
+    steps: int = 512,
+    plugins: Plugins | None = None,
+) -> None:
+    """Run every conformance check on ``algorithm``."""
+    plugins = plugins or Plugins.load()
+    workdir = Path(workdir)
+    experiment = experiment_for(algorithm, env_id=env_id, plugins=plugins, params=params,
+                                env=env, steps=steps, workdir=workdir)
+    check_smoke(experiment, plugins, workdir)
+    check_save_load(experiment, plugins)
+    check_determinism(experiment, plugins, workdir)
+    check_exact_resume(experiment, plugins, workdir)
+
+
+def assert_state_equal(a: Any, b: Any, where: str, path: str = "") -> None:
+    """Recursively compare two state dicts; tensors must be bit-identical."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor), (
+            f"{where}: {path or 'state'} is a tensor on one side only")
+        assert a.shape == b.shape and a.dtype == b.dtype, (
+            f"{where}: {path} differs in shape/dtype ({a.shape}, {a.dtype} vs {b.shape}, "
+            f"{b.dtype})")
+        same = torch.equal(a, b) or (a.is_floating_point() and
+                                     torch.equal(torch.nan_to_num(a, 1.0), torch.nan_to_num(b, 1.0))
+                                     and torch.equal(a.isnan(), b.isnan()))
+        assert same, f"{where}: {path} differs (max abs diff " \
+                     f"{(a.double() - b.double()).abs().max().item() if a.numel() else 0})"
+        return
+    if isinstance(a, Mapping):
+        assert isinstance(b, Mapping) and set(a) == set(b), (
+            f"{where}: {path or 'state'} has keys {sorted(map(str, a))} vs "
+            f"{sorted(map(str, b)) if isinstance(b, Mapping) else b!r}")
+        for k in a:
+            assert_state_equal(a[k], b[k], where, f"{path}.{k}" if path else str(k))
+        return
+    if isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: {path} differs"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_state_equal(x, y, where, f"{path}[{i}]")
+        return
+    assert a == b or (a != a and b != b), f"{where}: {path} differs ({a!r} vs {b!r})"
+
+
+def _spec(env: Any) -> EnvSpec:
+    return EnvSpec(observation_space=env.single_observation_space,
+                   action_space=env.single_action_space, num_envs=env.num_envs)
+
+
+def _drive(agent: Any, env: Any, obs: torch.Tensor, steps: int) -> None:
+    from rlkit.interfaces import Transition
+
+    for _ in range(steps):
+        action = agent.act(obs)
+        step = env.step(action)
+        agent.observe(Transition(obs, action, step.reward, step.next_obs, step.terminated,
+                                 step.truncated, step.valid))
+        agent.update()
+        obs = step.obs

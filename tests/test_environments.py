@@ -1,0 +1,130 @@
+"""The env boundary: tensors out, both autoreset modes, final observations, snapshots."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlkit.environments import EnvOptions, make_env
+from rlkit.validation import ConfigError
+
+
+def random_actions(env, generator):
+    space = env.single_action_space
+    if isinstance(space, gym.spaces.Discrete):
+        return torch.randint(0, int(space.n), (env.num_envs,), generator=generator)
+    return torch.rand((env.num_envs, *space.shape), generator=generator) * 2 - 1
+
+
+@pytest.mark.parametrize("mode", ["same_step", "next_step"])
+def test_final_observation_is_next_obs_of_finished_episode(mode):
+    """Replays the same seeded episodes on a plain gymnasium env and compares final obs."""
+    env = make_env(EnvOptions(id="CartPole-v1", num_envs=1, autoreset_mode=mode))
+    ref = gym.make("CartPole-v1")
+    obs = env.reset(seed=3)
+    ref_obs, _ = ref.reset(seed=3)
+    assert torch.allclose(obs[0], torch.as_tensor(ref_obs))
+    checked = 0
+    for t in range(400):
+        action = torch.tensor([t % 2])
+        step = env.step(action)
+        if step.valid is not None and not bool(step.valid[0]):
+            ref_obs, _ = ref.reset()  # the next-step reset; our env drew from its own rng
+            continue
+        ref_next, ref_r, ref_term, ref_trunc, _ = ref.step(t % 2)
+        assert torch.allclose(step.next_obs[0], torch.as_tensor(ref_next))
+        assert float(step.reward[0]) == ref_r and bool(step.terminated[0]) == ref_term
+        if ref_term or ref_trunc:
+            checked += 1
+            if mode == "same_step":  # obs to act on is the next episode's first
+                assert not torch.equal(step.obs[0], step.next_obs[0])
+                ref_obs, _ = ref.reset()
+            else:
+                assert torch.equal(step.obs[0], step.next_obs[0])
+            break
+    assert checked == 1
+
+
+def test_next_step_mode_marks_reset_steps_invalid():
+    env = make_env(EnvOptions(id="CartPole-v1", num_envs=3, autoreset_mode="next_step"))
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(0)
+    saw_done = saw_invalid = False
+    prev_done = torch.zeros(3, dtype=torch.bool)
+    for _ in range(300):
+        step = env.step(random_actions(env, g))
+        if prev_done.any():
+            assert step.valid is not None and torch.equal(step.valid, ~prev_done)
+            assert float(step.reward[prev_done].abs().sum()) == 0.0
+            saw_invalid = True
+        else:
+            assert step.valid is None
+        prev_done = step.terminated | step.truncated
+        saw_done |= bool(prev_done.any())
+    assert saw_done and saw_invalid
+
+
+def test_dtypes_follow_spaces():
+    lake = make_env(EnvOptions(id="FrozenLake-v1", num_envs=2))
+    assert lake.reset(seed=0).dtype == torch.int64
+    pend = make_env(EnvOptions(id="Pendulum-v1", num_envs=2))
+    obs = pend.reset(seed=0)
+    assert obs.dtype == torch.float32 and obs.shape == (2, 3)
+    step = pend.step(torch.zeros(2, 1))
+    assert step.reward.dtype == torch.float32 and step.terminated.dtype == torch.bool
+
+
+@pytest.mark.parametrize("options", [
+    EnvOptions(id="CartPole-v1", num_envs=4),
+    EnvOptions(id="CartPole-v1", num_envs=4, vectorization="vector_entry_point"),
+    EnvOptions(id="FrozenLake-v1", num_envs=3, kwargs={"is_slippery": True}),
+    EnvOptions(id="Taxi-v4", num_envs=2, autoreset_mode="next_step"),
+    EnvOptions(id="Pendulum-v1", num_envs=2),
+], ids=lambda o: f"{o.id}-{o.vectorization}-{o.autoreset_mode}")
+def test_snapshot_restores_exactly(options):
+    """A fresh env loaded from a snapshot continues bit-identically (for exact resume)."""
+    env = make_env(options)
+    env.reset(seed=1)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(37):
+        env.step(random_actions(env, g))
+    import io
+
+    buf = io.BytesIO()
+    torch.save(env.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    g_state = g.get_state()
+    expected = [env.step(random_actions(env, g)) for _ in range(200)]
+    other = make_env(options)
+    other.reset(seed=99)
+    other.load_state_dict(state)
+    g.set_state(g_state)
+    for a, b in zip(expected, [other.step(random_actions(other, g)) for _ in range(200)]):
+        for x, y in zip(a, b):
+            assert (x is None and y is None) or torch.equal(x, y)
+
+
+def test_unknown_env_id_suggests_close_names():
+    with pytest.raises(ConfigError, match=r"env.id: unknown environment 'CartPol-v1'.*CartPole-v1"):
+        make_env(EnvOptions(id="CartPol-v1"))
+
+
+def test_bad_wrapper_and_import_name_the_key():
+    with pytest.raises(ConfigError, match=r"env.wrappers\[0\].name"):
+        make_env(EnvOptions(id="CartPole-v1", wrappers=(("gymnasium.wrappers.Nope", {}),)))
+    with pytest.raises(ConfigError, match="env.imports"):
+        make_env(EnvOptions(id="CartPole-v1", imports=("no_such_module_xyz",)))
+
+
+def test_wrappers_and_kwargs_apply():
+    env = make_env(EnvOptions(id="CartPole-v1", num_envs=2,
+                              wrappers=(("gymnasium.wrappers.ClipReward", {"max_reward": 0.5}),)))
+    env.reset(seed=0)
+    step = env.step(torch.zeros(2, dtype=torch.long))
+    assert torch.all(step.reward == 0.5)
+    lake = make_env(EnvOptions(id="FrozenLake-v1", kwargs={"map_name": "8x8"}))
+    assert lake.single_observation_space.n == 64
+    assert np.isfinite(0)
