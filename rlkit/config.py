@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from rlkit.plugins import Plugins, UnknownNameError
-from rlkit.validation import ConfigError, from_data, param, to_data
+from rlkit.validation import ConfigError, from_data, hint_for, param, to_data
 
 __all__ = [
     "ComponentConfig",
@@ -220,11 +220,8 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
     """Validate plain data against the schema and the plugins' hyperparameter dataclasses."""
     unknown = [k for k in data if k not in _SECTIONS and k not in _COMPONENTS]
     if unknown:
-        import difflib
-
         valid = [*_COMPONENTS, *_SECTIONS]
-        close = difflib.get_close_matches(str(unknown[0]), valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = hint_for(str(unknown[0]), valid)
         raise ConfigError(f"{unknown[0]}: unknown section.{hint} Valid sections: "
                           f"{', '.join(valid)}.")
     for required in ("algorithm", "env", "train"):
@@ -247,6 +244,8 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
             raw = {"name": raw}
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{name}: expected a mapping with a 'name' key, got {raw!r}.")
+        if "name" not in raw and name == "backbone":
+            raw = {"name": "mlp", **raw}
         if "name" not in raw:
             raise ConfigError(f"{name}.name: required key is missing.")
         comp_name = raw["name"]

@@ -73,8 +73,9 @@ def register_exploration(register: Callable[..., None]) -> None:
 def register_runners(register: Callable[..., None]) -> None:
     """Register loops for algorithms that must own their loop.
 
-    Call ``register(name, run, *, algorithms, description="")``: ``run(trainer)`` is used
-    instead of the default loop when the configured algorithm is in ``algorithms``.
+    Call ``register(name, run, *, algorithms, description="")``: ``run(trainer, max_steps)``
+    is used instead of the default loop when the configured algorithm is in ``algorithms``
+    (see :class:`rlkit.interfaces.RunnerSpec`).
     """
 
 

@@ -236,13 +236,15 @@ class ExplorationSpec:
 class RunnerSpec:
     """A loop for algorithms that must own it (e.g. asynchronous workers).
 
-    ``run(trainer)`` replaces the trainer's default loop for the algorithms listed in
-    ``algorithms``.
+    ``run(trainer, max_steps)`` replaces :meth:`rlkit.loop.Trainer.run` for the algorithms
+    listed in ``algorithms`` and returns the run summary. It may set things up (worker
+    processes, shared parameters) and then call ``trainer.default_loop(max_steps)``, which
+    keeps evaluation, checkpoints, logging and hooks as they are.
     """
 
     name: str
     algorithms: tuple[str, ...]
-    run: Callable[[Any], Any]
+    run: Callable[[Any, int | None], dict[str, Any]]
     description: str = ""
 
 

@@ -157,6 +157,10 @@ class Trainer:
         train = experiment.train
         if train.torch_threads is not None:
             torch.set_num_threads(train.torch_threads)
+        elif self.device.type == "cpu":
+            # Small networks on the CPU: one intra-op thread is fastest (thread hand-off costs
+            # more than the work it splits); see benchmarks/RESULTS.md.
+            torch.set_num_threads(1)
         seeding.seed_everything(train.seed)
         self.env: TorchVectorEnv = make_env(env_options(experiment), device=self.device)
         spec = EnvSpec(observation_space=self.env.single_observation_space,
@@ -234,9 +238,19 @@ class Trainer:
     def run(self, max_steps: int | None = None) -> dict[str, Any]:
         """Train until the budget, the target return or an interrupt; return the summary.
 
+        A runner registered for the algorithm (``register_runners``) takes over here; otherwise
+        :meth:`default_loop` runs.
+
         :param max_steps: stop (with a checkpoint, status ``paused``) once this many env steps
             are done in total -- for embedding programs that train in slices.
         """
+        runner = self.plugins.runner_for(self.experiment.algorithm.name)
+        if runner is not None:
+            return runner.run(self, max_steps)
+        return self.default_loop(max_steps)
+
+    def default_loop(self, max_steps: int | None = None) -> dict[str, Any]:
+        """The standard act / step / observe / update loop with evaluation and checkpoints."""
         exp, train = self.experiment, self.experiment.train
         resumed = self.obs is not None
         logger = RunLogger(self.run_dir, train.total_steps, progress=self.progress,

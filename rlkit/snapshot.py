@@ -76,6 +76,16 @@ def _walk(obj: Any, prefix: str, state: dict[str, Any], seen: set[int], capture_
                 state[path] = encoded
         elif path in state:
             setattr(obj, name, _decode(state[path], value))
+    if not capture_mode:
+        # Attributes recorded at capture time but not created yet on this instance (e.g. an
+        # environment that was never reset holds no ``_np_random`` or ``state``).
+        present = vars(obj)
+        for key, data in state.items():
+            if key.startswith(prefix):
+                name = key[len(prefix):]
+                if name and "." not in name and name not in present and not name.startswith(
+                        "__"):
+                    setattr(obj, name, _decode(data, None))
 
 
 def _is_node(value: Any) -> bool:

@@ -59,8 +59,7 @@ def from_data(cls: type[T], data: Any, path: str = "") -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = hint_for(str(key), list(fields))
         valid = ", ".join(fields)
         raise ConfigError(f"{_join(path, str(key))}: unknown key.{hint} Valid keys here: {valid}.")
     kwargs: dict[str, Any] = {}
@@ -78,6 +77,24 @@ def from_data(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{_where(path)}: {exc}") from None
 
 
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """The valid name a user most likely meant: a prefix/abbreviation match first, then the
+    closest spelling (``evaluation`` -> ``eval``, ``lerning_rate`` -> ``learning_rate``)."""
+    word_l = word.lower()
+    prefix = [c for c in choices if len(c) >= 3 and (word_l.startswith(c.lower())
+                                                     or c.lower().startswith(word_l))]
+    if prefix:
+        return max(prefix, key=len)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def hint_for(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` Did you mean 'x'?`` or an empty string."""
+    best = suggest(word, choices)
+    return f" Did you mean {best!r}?" if best else ""
+
+
 def coerce(tp: Any, value: Any, path: str) -> Any:
     """Check ``value`` against annotation ``tp``; return it converted (e.g. int -> float)."""
     if tp is Any:
@@ -89,8 +106,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = hint_for(str(value), [str(a) for a in args])
         raise ConfigError(f"{path}: {value!r} is not allowed.{hint} Expected one of: "
                           f"{', '.join(repr(a) for a in args)}.")
     if origin in (list, tuple):
@@ -191,7 +207,20 @@ def to_data(obj: Any) -> Any:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass's fields (for ``--help`` style listings)."""
+    """The attribute docstrings of a dataclass's fields (for ``--help`` style listings).
+
+    Base classes are read too, so a subclassed hyperparameter dataclass documents the fields it
+    inherits; a subclass's docstring for a field replaces its base's.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is not object:
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings written in ``cls``'s own class body."""
     import ast
     import inspect
     import textwrap

@@ -18,11 +18,6 @@ from rlkit.optim import OptimizerConfig
 from rlkit.schedules import Schedule
 from rlkit.testing import (
     assert_state_equal,
-    check_determinism,
-    check_exact_resume,
-    check_save_load,
-    check_smoke,
-    experiment_for,
 )
 from rlkit.validation import ConfigError
 
@@ -276,30 +271,6 @@ def test_non_finite_loss_is_caught_with_a_cause():
     with pytest.raises(FloatingPointError, match="train/loss.*optimizer.lr"):
         for _ in range(20):
             agent.learn(1)
-
-
-# --- conformance (through the trainer) ---------------------------------------------------
-
-CONFORMANCE_PARAMS = {"learning_starts": 64, "train_freq": 16, "gradient_steps": 4,
-                      "batch_size": 32, "target_update_interval": 50, "buffer_size": 500}
-
-
-@pytest.fixture
-def conformance(plugins, tmp_path):
-    return experiment_for("dqn", env_id="CartPole-v1", plugins=plugins, params=CONFORMANCE_PARAMS,
-                          env={"num_envs": 2}, steps=600, workdir=tmp_path)
-
-
-@pytest.mark.slow
-def test_conformance_smoke_save_load_and_determinism(conformance, plugins, tmp_path):
-    check_smoke(conformance, plugins, tmp_path)
-    check_save_load(conformance, plugins)
-    check_determinism(conformance, plugins, tmp_path)
-
-
-@pytest.mark.slow
-def test_conformance_exact_resume_through_the_trainer(conformance, plugins, tmp_path):
-    check_exact_resume(conformance, plugins, tmp_path)
 
 
 # --- learning check ----------------------------------------------------------------------

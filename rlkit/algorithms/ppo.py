@@ -16,6 +16,7 @@ the value of their final observation; terminated ones do not.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ class PPOConfig:
     normalize_advantage: bool = True
     """Normalize advantages per minibatch to zero mean and unit std."""
     ent_coef: float = param(0.0, ge=0.0)
-    """Entropy bonus coefficient."""
+    """Entropy bonus coefficient (an ``exploration:`` controller, when configured, sets it
+    instead: its value is the coefficient)."""
     vf_coef: float = param(0.5, ge=0.0)
     """Value loss coefficient."""
     max_grad_norm: float | None = param(0.5, gt=0.0)
@@ -150,6 +152,7 @@ class PPO:
         self.device = ctx.device
         self.total_steps = ctx.total_steps
         self.nan_check: NanCheck = ctx.nan_check
+        self.exploration = ctx.exploration
         spec = ctx.env
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
@@ -204,6 +207,8 @@ class PPO:
         progress = min(self.env_steps / self.total_steps, 1.0)
         lr = set_learning_rate(self.optimizer, cfg.optimizer, progress)
         clip_coef = value_at(cfg.clip_coef, progress)
+        ent_coef = (cfg.ent_coef if self.exploration is None
+                    else float(self.exploration.value(self.env_steps)))
         buf = self.buffer
         with torch.no_grad():
             next_values = self.model.value(buf.next_obs.flatten(0, 1)).view_as(buf.reward)
@@ -233,7 +238,7 @@ class PPO:
                     value_loss = 0.5 * torch.max((values - batch.return_).pow(2),
                                                  (clipped - batch.return_).pow(2)).mean()
                 entropy_mean = entropy.mean()
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+                loss = policy_loss + cfg.vf_coef * value_loss - ent_coef * entropy_mean
                 self.nan_check.check("train/loss", loss,
                                      "the loss diverged; lower algorithm.optimizer.lr, or scale "
                                      "rewards/observations (env.wrappers)")
@@ -265,8 +270,9 @@ class PPO:
         metrics["train/explained_variance"] = _explained_variance(buf.value, buf.returns)
         metrics["train/learning_rate"] = lr
         metrics["train/clip_coef"] = clip_coef
+        metrics["train/ent_coef"] = ent_coef
         if not self.model.discrete:
-            metrics["train/std"] = float(self.model.log_std.exp().mean())
+            metrics["train/std"] = float(self.model.log_std.detach().exp().mean())
         buf.reset()
         return metrics
 
@@ -280,15 +286,20 @@ class PPO:
             "buffer": self.buffer.state_dict(),
             "env_steps": self.env_steps,
             "updates": self.updates,
+            "exploration": None if self.exploration is None else self.exploration.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # torch's optimizer keeps the given moment tensors when dtype and device already match;
+        # copy them so that two agents never share (and doubly update) the same state.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.generator.set_state(state["generator"].cpu())
         self.buffer.load_state_dict(state["buffer"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
+        if self.exploration is not None and state.get("exploration") is not None:
+            self.exploration.load_state_dict(state["exploration"])
         self._pending = None
 
     # --- helpers -------------------------------------------------------------------------

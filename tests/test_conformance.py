@@ -1,0 +1,66 @@
+"""rlkit.testing's conformance checks over every algorithm rlkit ships.
+
+Each algorithm runs the same four checks a third-party plugin runs on its own: a smoke run
+through the trainer, a save/load round trip through ``torch.load(weights_only=True)``,
+same-seed determinism and exact resume. Settings are small so that the whole file stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rlkit.testing import (
+    check_determinism,
+    check_exact_resume,
+    check_save_load,
+    check_smoke,
+    experiment_for,
+)
+
+FROZEN_LAKE = {"id": "FrozenLake-v1", "num_envs": 2, "kwargs": {"is_slippery": False}}
+
+# (algorithm, case id) -> experiment_for(...) arguments
+CASES: dict[tuple[str, str], dict[str, Any]] = {
+    ("ppo", "discrete"): {"env_id": "CartPole-v1", "steps": 256,
+                         "params": {"n_steps": 16, "batch_size": 16, "n_epochs": 2}},
+    ("ppo", "continuous"): {"env_id": "Pendulum-v1", "steps": 256,
+                           "params": {"n_steps": 16, "batch_size": 16, "n_epochs": 2}},
+    ("dqn", "discrete"): {"env_id": "CartPole-v1", "steps": 600,
+                         "params": {"learning_starts": 64, "train_freq": 16,
+                                    "gradient_steps": 4, "batch_size": 32,
+                                    "target_update_interval": 50, "buffer_size": 500}},
+    ("qlearning", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
+    ("sarsa", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
+}
+
+
+def test_every_builtin_algorithm_has_a_conformance_case(plugins):
+    builtin = {name for name, (_, provider) in plugins.algorithms.items()
+               if provider.distribution == "rlkit"}
+    covered = {name for name, _ in CASES}
+    assert builtin <= covered, f"add conformance cases for {sorted(builtin - covered)}"
+
+
+@pytest.fixture(params=sorted(CASES), ids=lambda key: f"{key[0]}-{key[1]}")
+def case(request, plugins, tmp_path):
+    algorithm, _ = request.param
+    args = dict(CASES[request.param])
+    return experiment_for(algorithm, plugins=plugins, workdir=tmp_path, **args)
+
+
+@pytest.mark.slow
+def test_smoke_and_save_load(case, plugins, tmp_path):
+    check_smoke(case, plugins, tmp_path)
+    check_save_load(case, plugins)
+
+
+@pytest.mark.slow
+def test_same_seed_same_result(case, plugins, tmp_path):
+    check_determinism(case, plugins, tmp_path)
+
+
+@pytest.mark.slow
+def test_exact_resume(case, plugins, tmp_path):
+    check_exact_resume(case, plugins, tmp_path)
