@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Plugins", "Trainer", "Transition", "__version__", "hookimpl", "load_experiment"]
+__all__ = ["Plugins", "Trainer", "Transition", "__version__", "hookimpl", "load_agent",
+           "load_experiment"]
 
 if TYPE_CHECKING:
     from rlkit.config import load_experiment
     from rlkit.hookspecs import hookimpl
     from rlkit.interfaces import Transition
-    from rlkit.loop import Trainer
+    from rlkit.loop import Trainer, load_agent
     from rlkit.plugins import Plugins
 
 _LAZY = {
@@ -30,6 +31,7 @@ _LAZY = {
     "Trainer": "rlkit.loop",
     "Transition": "rlkit.interfaces",
     "hookimpl": "rlkit.hookspecs",
+    "load_agent": "rlkit.loop",
     "load_experiment": "rlkit.config",
 }
 

@@ -58,7 +58,7 @@ from rlkit.metrics import EpisodeStats
 from rlkit.plugins import Plugins
 from rlkit.snapshot import SnapshotUnsupported
 
-__all__ = ["Trainer", "build_agent", "env_options", "resolve_device"]
+__all__ = ["Trainer", "build_agent", "env_options", "load_agent", "resolve_device"]
 
 
 class RunError(Exception):
@@ -130,6 +130,37 @@ def build_agent(
         raise RunError(f"algorithm {spec.name!r}: build() returned {type(agent).__name__}, which "
                        f"lacks act/observe/update/state_dict/load_state_dict.")
     return agent, exploration
+
+
+def load_agent(
+    path: str | Path,
+    plugins: Plugins | None = None,
+    *,
+    device: str = "cpu",
+) -> tuple[Algorithm, Experiment]:
+    """The trained agent in a run directory or checkpoint file, ready to ``act``.
+
+    For programs that own their loop (a simulator asking for actions)::
+
+        agent, experiment = load_agent("runs/my-run")
+        actions = agent.act(torch.as_tensor(obs), explore=False)
+
+    :param path: a run directory (its ``checkpoints/latest.pt``) or a checkpoint file.
+    :param plugins: the plugin session (default: :meth:`Plugins.load`).
+    :param device: where the agent's tensors live (``auto``, ``cpu``, ``cuda``...).
+    :returns: the agent and the experiment it was trained with.
+    """
+    plugins = plugins if plugins is not None else Plugins.load()
+    file = ckpt.find_checkpoint(path)
+    state = ckpt.load(file)
+    experiment = resolve(state["config"], plugins, source=str(file))
+    env = make_env(env_options(experiment, for_eval=True), num_envs=1)
+    spec = EnvSpec(observation_space=env.single_observation_space,
+                   action_space=env.single_action_space, num_envs=experiment.env.num_envs)
+    env.close()
+    agent, _ = build_agent(experiment, plugins, spec, resolve_device(device))
+    agent.load_state_dict(state["agent"])
+    return agent, experiment
 
 
 class Trainer:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import pytest
+import torch
 import yaml
 
+from rlkit import checkpoint as ckpt
 from rlkit.hookspecs import hookimpl
 from rlkit.loop import Trainer
 from rlkit.plugins import Plugins
@@ -119,3 +124,80 @@ def test_training_in_slices_equals_one_run(plugins, tmp_path):
 
     assert sliced.env_steps == whole.env_steps
     assert_state_equal(whole.agent.state_dict(), sliced.agent.state_dict(), "sliced vs whole")
+
+
+# --- non-finite values ---------------------------------------------------------------------
+
+class NanRewardCartPole(gym.Wrapper):
+    """CartPole whose reward turns NaN after 100 steps."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(gym.make("CartPole-v1", **kwargs))
+        self.steps = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        return obs, (math.nan if self.steps > 100 else reward), terminated, truncated, info
+
+
+if "test/NanRewardCartPole-v0" not in gym.registry:
+    gym.register("test/NanRewardCartPole-v0", entry_point=NanRewardCartPole)
+
+
+def nan_experiment(plugins: Plugins, tmp_path: Path, mode: str):
+    exp = small(plugins, tmp_path)
+    data = exp.to_data()
+    data["env"]["id"] = "test/NanRewardCartPole-v0"
+    data["train"]["nan_check"] = mode
+    data["eval"] = {"every": 0}
+    from rlkit.config import resolve
+
+    return resolve(data, plugins)
+
+
+def test_nan_check_raise_stops_keeps_the_last_good_state_and_names_the_cause(plugins, tmp_path):
+    trainer = Trainer(nan_experiment(plugins, tmp_path, "raise"), plugins,
+                      run_dir=tmp_path / "run", progress=False)
+    summary = trainer.run()
+    assert summary["status"] == "non_finite"
+    last_good = ckpt.load(tmp_path / "run" / "checkpoints" / "last_good.pt")
+    for name, tensor in last_good["agent"]["model"].items():
+        assert torch.isfinite(tensor).all(), name
+    assert trainer.env_steps < 512
+
+
+def test_nan_check_warn_names_the_env_once_and_continues(plugins, tmp_path):
+    trainer = Trainer(nan_experiment(plugins, tmp_path, "warn"), plugins,
+                      run_dir=tmp_path / "run", progress=False)
+    with pytest.warns(RuntimeWarning, match="NanRewardCartPole.*non-finite reward") as record:
+        trainer.run()
+    assert sum("env/reward" in str(w.message) for w in record) == 1
+
+
+# --- TensorBoard ---------------------------------------------------------------------------
+
+def test_tensorboard_scalars_use_stable_namespaces_and_hold_the_config(plugins, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(small(plugins, tmp_path), plugins, run_dir=tmp_path / "run", progress=False).run()
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for prefix in ("rollout/", "train/", "eval/", "time/"):
+        assert any(t.startswith(prefix) for t in tags), (prefix, sorted(tags))
+    assert tags <= {t for t in tags if t.split("/")[0] in ("rollout", "train", "eval", "time")}
+    assert "eval/return_mean" in tags and "train/policy_loss" in tags
+    assert any("config" in t for t in events.Tags()["tensors"])
+
+
+def test_load_agent_from_a_run_directory_acts_like_the_trained_agent(plugins, tmp_path):
+    from rlkit import load_agent
+
+    trainer = Trainer(small(plugins, tmp_path), plugins, run_dir=tmp_path / "run",
+                      progress=False)
+    trainer.run()
+    agent, experiment = load_agent(tmp_path / "run", plugins)
+    assert experiment.algorithm.name == "ppo"
+    obs = torch.rand(5, 4)
+    assert torch.equal(agent.act(obs, explore=False), trainer.agent.act(obs, explore=False))
