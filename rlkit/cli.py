@@ -1,8 +1,9 @@
 """The ``rlkit`` command line.
 
-Every command builds its own plugin session, so plugins can add commands through the
-``register_commands(cli)`` hook. Problems with the user's input (config, plugin, checkpoint)
-are printed as one clear message, without a traceback, and exit with status 2.
+Each invocation of :func:`main` builds one plugin session (or uses the one it is given), so
+plugins can add commands through the ``register_commands(cli)`` hook. Problems with the user's
+input (config, plugin, checkpoint) are printed as one clear message, without a traceback, and
+exit with status 2.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from rlkit.validation import ConfigError
+
+if TYPE_CHECKING:
+    from rlkit.plugins import Plugins, Provider
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -61,11 +65,18 @@ examples:
 
 
 class CommandRegistry:
-    """What ``register_commands(cli)`` receives: ``cli.add(name, help=..., configure=..., run=...)``."""
+    """What ``register_commands(cli)`` receives: ``cli.add(name, help=..., configure=...,
+    run=...)``.
 
-    def __init__(self, subparsers: Any) -> None:
+    ``provider`` says who is adding commands at the moment (rlkit itself, then each plugin in
+    turn), so that a command defined twice is reported with both providers.
+    """
+
+    def __init__(self, subparsers: Any, provider: str = "rlkit") -> None:
         self._subparsers = subparsers
+        self.provider = provider
         self.commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+        self.providers: dict[str, str] = {}
 
     def add(
         self,
@@ -77,13 +88,19 @@ class CommandRegistry:
         description: str | None = None,
     ) -> argparse.ArgumentParser:
         if name in self.commands:
-            raise ConfigError(f"command {name!r} is defined twice (by rlkit or a plugin)")
+            from rlkit.plugins import PluginError
+
+            raise PluginError(
+                f"the command {name!r} is defined twice, by {self.providers[name]} and by "
+                f"{self.provider}. Uninstall one of them, or leave one out with RLKIT_PLUGINS."
+            )
         parser = self._subparsers.add_parser(
             name, help=help, description=description or help,
             formatter_class=argparse.RawDescriptionHelpFormatter)
         if configure is not None:
             configure(parser)
         self.commands[name] = run
+        self.providers[name] = self.provider
         return parser
 
 
@@ -102,13 +119,11 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
     from rlkit.config import load_experiment
     from rlkit.logger import print_summary
     from rlkit.loop import Trainer
-    from rlkit.plugins import Plugins
 
-    plugins = Plugins.load()
     if args.resume is not None:
         if args.config or args.overrides or args.seed is not None:
             raise ConfigError("--resume continues a run with its own saved config; do not pass "
@@ -148,20 +163,18 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _run_eval(args: argparse.Namespace) -> int:
+def _run_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     from rlkit import checkpoint as ckpt
     from rlkit.config import resolve
     from rlkit.environments import make_env
     from rlkit.evaluation import evaluate
     from rlkit.interfaces import EnvSpec
     from rlkit.loop import build_agent, env_options, resolve_device
-    from rlkit.plugins import Plugins
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     path = ckpt.find_checkpoint(args.target)
     state = ckpt.load(path)
-    plugins = Plugins.load()
     experiment = resolve(state["config"], plugins, source=str(path))
     device = resolve_device(args.device)
     n = args.num_envs or min(args.episodes, 32)
@@ -187,11 +200,8 @@ def _configure_plugins(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _run_plugins(args: argparse.Namespace) -> int:
-    from rlkit.plugins import Plugins
-
-    plugins = Plugins.load()
-    tables = {
+def _run_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
+    tables: dict[str, dict[str, tuple[Any, Provider]]] = {
         "algorithm": plugins.algorithms,
         "backbone": plugins.backbones,
         "env": plugins.envs,
@@ -199,8 +209,8 @@ def _run_plugins(args: argparse.Namespace) -> int:
         "runner": plugins.runners,
     }
     rows = []
-    for kind, table in tables.items():
-        for name, (spec, provider) in sorted(table.items()):
+    for kind, registered in tables.items():
+        for name, (spec, provider) in sorted(registered.items()):
             rows.append({"kind": kind, "name": name, "description": spec.description,
                          "distribution": provider.distribution, "version": provider.version,
                          "entry_point": provider.plugin})
@@ -221,50 +231,75 @@ def _run_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
-    parser = argparse.ArgumentParser(prog="rlkit", description=MAIN_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(plugins: Plugins) -> tuple[argparse.ArgumentParser, CommandRegistry]:
+    """The parser with rlkit's own commands, which run with ``plugins``, and the registry that
+    plugins add their commands to."""
     from rlkit import __version__
 
+    parser = argparse.ArgumentParser(prog="rlkit", description=MAIN_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rlkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    registry = CommandRegistry(sub)
+    registry = CommandRegistry(sub, provider=f"rlkit {__version__} (built-in command)")
+
+    def bound(run: Callable[[argparse.Namespace, Plugins], int]) -> Callable[..., int]:
+        return lambda args: run(args, plugins)
+
     registry.add("train", help="train an agent from an experiment file",
-                 description=TRAIN_HELP, configure=_configure_train, run=_run_train)
+                 description=TRAIN_HELP, configure=_configure_train, run=bound(_run_train))
     registry.add("eval", help="evaluate a run directory or checkpoint",
-                 description=EVAL_HELP, configure=_configure_eval, run=_run_eval)
+                 description=EVAL_HELP, configure=_configure_eval, run=bound(_run_eval))
     registry.add("plugins", help="list installed algorithms, backbones, envs, exploration",
-                 configure=_configure_plugins, run=_run_plugins)
+                 configure=_configure_plugins, run=bound(_run_plugins))
     return parser, registry
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _add_plugin_commands(plugins: Plugins, registry: CommandRegistry) -> None:
+    """Let each plugin add its commands, one plugin at a time so each command has a provider."""
+    from rlkit.plugins import PluginError
+
+    for provider, call in plugins.callers_by_plugin("register_commands"):
+        registry.provider = str(provider)
+        try:
+            call(cli=registry)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{provider} failed in register_commands: {exc!r}") from exc
+
+
+def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -> int:
+    """Run the ``rlkit`` command line and return its exit status.
+
+    :param argv: the arguments, without the program name; default ``sys.argv[1:]``.
+    :param plugins: a plugin session to use instead of loading one (programs that embed rlkit,
+        tests). Without it, the installed plugins are loaded as ``Plugins.load()`` does.
+
+    Warnings are printed as one ``rlkit: warning:`` line each while the command runs; the
+    caller's warning filters and printer are restored on return.
+    """
     from rlkit.checkpoint import CheckpointError
     from rlkit.loop import RunError
     from rlkit.plugins import PluginError, Plugins
 
-    parser, registry = build_parser()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # reported again by the command that loads them
-            Plugins.load().hook.register_commands(cli=registry)
-    except PluginError as exc:
-        print(f"rlkit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.showwarning = _show_warning
-    try:
-        return registry.commands[args.command](args)
-    except (ConfigError, PluginError, CheckpointError, RunError) as exc:
-        print(f"rlkit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("rlkit: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.showwarning = _show_warning
+        try:
+            session = plugins if plugins is not None else Plugins.load()
+            parser, registry = build_parser(session)
+            _add_plugin_commands(session, registry)
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return EXIT_USAGE
+            return registry.commands[args.command](args)
+        except (ConfigError, PluginError, CheckpointError, RunError) as exc:
+            print(f"rlkit: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("rlkit: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

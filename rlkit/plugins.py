@@ -12,7 +12,8 @@ Environment variables:
     load only rlkit's own default plugins (and those named in ``RLKIT_PLUGINS``).
 ``RLKIT_PLUGINS=name,name``
     an allowlist: only entry points whose name (or distribution name) is listed are loaded,
-    besides rlkit's own defaults.
+    besides rlkit's own defaults. Names compare as PEP 503 normalises them, so
+    ``rlkit_reinforce`` matches ``rlkit-reinforce``.
 ``RLKIT_TRACE_HOOKS=1``
     print every hook call and its result to stderr.
 """
@@ -20,11 +21,13 @@ Environment variables:
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
+import re
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -34,6 +37,7 @@ import pluggy
 
 from rlkit import hookspecs
 from rlkit.interfaces import AlgorithmSpec, BackboneSpec, ExplorationSpec, RunnerSpec
+from rlkit.validation import hint_for
 
 ENTRY_POINT_GROUP = "rlkit"
 DEFAULT_DISTRIBUTION = "rlkit"
@@ -119,27 +123,34 @@ class Plugins:
         session = cls(pm=pm)
         if autoload is None:
             autoload = not _truthy(os.environ.get("RLKIT_DISABLE_PLUGIN_AUTOLOAD"))
+        allow_source = "the allowlist passed to Plugins.load"
         if allow is None:
             env_allow = os.environ.get("RLKIT_PLUGINS")
             allow = [a.strip() for a in env_allow.split(",") if a.strip()] if env_allow else None
-        allowed = set(allow) if allow is not None else None
-        for ep in _entry_points():
+            allow_source = "RLKIT_PLUGINS"
+        allowed = {_canonical(a): a for a in allow} if allow is not None else None
+        entry_points = _entry_points()
+        for ep in entry_points:
             dist = ep.dist.name if ep.dist is not None else LOCAL
             version = ep.dist.version if ep.dist is not None else ""
             is_default = _canonical(dist) == DEFAULT_DISTRIBUTION
             if not is_default:
-                listed = allowed is not None and (ep.name in allowed or dist in allowed)
+                listed = allowed is not None and bool(_names_of(ep, dist) & allowed.keys())
                 if allowed is not None and not listed:
                     continue
                 if not autoload and not listed:
                     continue
-            session._load_entry_point(ep, dist, version)
+            session._load_entry_point(ep, dist, version, is_default=is_default)
+        if allowed:
+            _warn_unmatched(allowed, entry_points, allow_source)
         for name, plugin in extra:
             session.add(name, plugin)
         session.collect()
         return session
 
-    def _load_entry_point(self, ep: metadata.EntryPoint, dist: str, version: str) -> None:
+    def _load_entry_point(
+        self, ep: metadata.EntryPoint, dist: str, version: str, *, is_default: bool = False
+    ) -> None:
         if self.pm.has_plugin(ep.name):
             other = self.providers[ep.name]
             raise PluginError(
@@ -150,33 +161,58 @@ class Plugins:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not take the whole session down
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self.failed.append(FailedPlugin(ep.name, f"{dist} {version}", detail))
-            warnings.warn(
-                f"rlkit plugin {ep.name!r} from {dist} {version} failed to load and was "
-                f"skipped: {detail}. Reinstall or fix that package, or exclude it with "
-                f"RLKIT_PLUGINS=<names to keep>.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            self._skip(ep.name, dist, version, detail)
             return
-        self.pm.register(plugin, name=ep.name)
-        self.providers[ep.name] = Provider(ep.name, dist, version)
+        provider = Provider(ep.name, dist, version)
+        problem = self._register(plugin, provider)
+        if problem is None:
+            return
+        if is_default:  # rlkit's own plugins must never be silently missing
+            raise PluginError(f"{provider} has an invalid hook implementation: {problem}")
+        self._skip(ep.name, dist, version, f"invalid hook implementation: {problem}")
+
+    def _skip(self, name: str, dist: str, version: str, detail: str) -> None:
+        self.failed.append(FailedPlugin(name, f"{dist} {version}", detail))
+        warnings.warn(
+            f"rlkit plugin {name!r} from {dist} {version} failed to load and was "
+            f"skipped: {detail.rstrip('.')}. Reinstall or fix that package, or exclude it with "
+            f"RLKIT_PLUGINS=<names to keep>.",
+            RuntimeWarning,
+            stacklevel=4,  # warn <- _skip <- _load_entry_point <- load <- the caller
+        )
+
+    def _register(self, plugin: object, provider: Provider) -> str | None:
+        """Register with pluggy, which checks each hook implementation against its spec.
+
+        :returns: ``None``, or why pluggy rejected the plugin (which is then left out entirely).
+        """
+        try:
+            self.pm.register(plugin, name=provider.plugin)
+        except pluggy.PluginValidationError as exc:
+            # pluggy keeps what it registered before the bad implementation; take it all back
+            if self.pm.has_plugin(provider.plugin):
+                self.pm.unregister(name=provider.plugin)
+            return _validation_detail(self.pm, plugin, exc)
+        self.providers[provider.plugin] = provider
+        return None
 
     def add(self, name: str, plugin: object) -> None:
         """Register a plugin object in code (before :meth:`collect`)."""
         if self.pm.has_plugin(name):
-            raise PluginError(f"a plugin named {name!r} is already registered ({self.providers[name]})")
-        self.pm.register(plugin, name=name)
-        self.providers[name] = Provider(name, LOCAL, "")
+            raise PluginError(
+                f"a plugin named {name!r} is already registered ({self.providers[name]})"
+            )
+        provider = Provider(name, LOCAL, "")
+        problem = self._register(plugin, provider)
+        if problem is not None:
+            raise PluginError(f"{provider} has an invalid hook implementation: {problem}")
 
     def collect(self) -> None:
         """Check hook implementations and run the registration hooks."""
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(
-                f"{exc}. Hook names are listed in docs/plugins.md; check the spelling."
-            ) from None
+            raise PluginError(self._unknown_hooks_message() or str(exc)) from None
         self._collect("register_algorithms", self.algorithms, _spec_register(AlgorithmSpec))
         self._collect("register_backbones", self.backbones, _spec_register(BackboneSpec))
         self._collect("register_exploration", self.exploration, _spec_register(ExplorationSpec))
@@ -189,10 +225,10 @@ class Plugins:
         table: dict[str, Any],
         make: Callable[..., Any],
     ) -> None:
-        caller = getattr(self.pm.hook, hook_name)
-        # Call each implementation on its own so every registration knows its provider.
-        for impl in reversed(caller.get_hookimpls()):
-            provider = self.providers.get(impl.plugin_name, Provider(impl.plugin_name, LOCAL, ""))
+        # Call each implementation on its own, in registration order, so every registration
+        # knows its provider and a clash names the first provider before the newcomer.
+        for impl in self._impls(hook_name):
+            provider = self._provider(impl.plugin_name)
 
             def register(*args: Any, _provider: Provider = provider, **kwargs: Any) -> None:
                 try:
@@ -217,6 +253,56 @@ class Plugins:
                 raise
             except Exception as exc:
                 raise PluginError(f"{provider} failed in {hook_name}: {exc!r}") from exc
+
+    def _provider(self, plugin_name: str) -> Provider:
+        return self.providers.get(plugin_name, Provider(plugin_name, LOCAL, ""))
+
+    def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
+        """``hook_name``'s implementations in the order their plugins were registered.
+
+        pluggy calls the most recently registered first (and reorders by ``tryfirst`` and
+        ``trylast``); registrations must not depend on that.
+        """
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        return sorted(impls, key=lambda impl: order.get(impl.plugin_name, len(order)))
+
+    def callers_by_plugin(self, hook_name: str) -> list[tuple[Provider, Callable[..., Any]]]:
+        """``hook_name`` split by plugin, in registration order: each implementing plugin's
+        provider and a hook caller that runs only that plugin (traced like any hook call).
+
+        For hooks whose effects must be attributed to a plugin, such as ``register_commands``.
+        """
+        plugins = dict(self.pm.list_name_plugin())
+        names = dict.fromkeys(impl.plugin_name for impl in self._impls(hook_name))
+        return [
+            (
+                self._provider(name),
+                self.pm.subset_hook_caller(
+                    hook_name, [p for n, p in plugins.items() if n != name and p is not None]
+                ),
+            )
+            for name in names
+        ]
+
+    def _unknown_hooks_message(self) -> str:
+        """What ``check_pending`` found: each unknown hook, its provider and the likely hook."""
+        callers = {n: c for n, c in vars(self.pm.hook).items() if not n.startswith("_")}
+        known = sorted(n for n, c in callers.items() if c.has_spec())
+        problems = [
+            f"unknown hook {name!r} in {self._provider(impl.plugin_name)}.{hint_for(name, known)}"
+            for name, caller in callers.items()
+            if not caller.has_spec()
+            for impl in caller.get_hookimpls()
+            if not impl.optionalhook
+        ]
+        if not problems:
+            return ""
+        return (
+            " ".join(problems)
+            + " Hook names are listed in docs/plugins.md; check the spelling, or mark a hook "
+            "that is not rlkit's with @hookimpl(optionalhook=True)."
+        )
 
     # --- lookup --------------------------------------------------------------------------
 
@@ -296,18 +382,91 @@ def _first_line(doc: str | None) -> str:
 
 
 def _canonical(name: str) -> str:
-    return name.lower().replace("_", "-")
+    """A distribution or entry-point name as PEP 503 compares it."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _names_of(ep: metadata.EntryPoint, dist: str) -> set[str]:
+    """The canonical names by which the allowlist can select an entry point."""
+    return {_canonical(ep.name), _canonical(dist)}
+
+
+def _warn_unmatched(
+    allowed: dict[str, str], entry_points: Sequence[metadata.EntryPoint], source: str
+) -> None:
+    """Warn about allowlisted names that match no installed entry point (a likely typo)."""
+    by_dist: dict[str, list[str]] = {}
+    matched: set[str] = set()
+    for ep in entry_points:
+        dist = ep.dist.name if ep.dist is not None else LOCAL
+        version = ep.dist.version if ep.dist is not None else ""
+        by_dist.setdefault(f"{dist} {version}".strip(), []).append(ep.name)
+        matched |= _names_of(ep, dist)
+    unmatched = [name for key, name in allowed.items() if key not in matched]
+    if not unmatched:
+        return
+    installed = "; ".join(
+        f"{dist} (entry points: {', '.join(sorted(names))})"
+        for dist, names in sorted(by_dist.items())
+    )
+    names = ", ".join(repr(n) for n in unmatched)
+    warnings.warn(
+        f"{source} names {names}, which {'matches' if len(unmatched) == 1 else 'match'} no "
+        f"installed rlkit plugin (by entry-point or "
+        f"distribution name). Installed: {installed or 'none'}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _validation_detail(
+    pm: pluggy.PluginManager, plugin: object, exc: pluggy.PluginValidationError
+) -> str:
+    """Say which argument of which hook implementation the hook does not have, if that is what
+    pluggy rejected; otherwise pluggy's own message on one line."""
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None:
+            continue
+        hook_name = opts.get("specname") or attr
+        caller = getattr(pm.hook, hook_name, None)
+        spec = caller.spec if caller is not None else None
+        if spec is None:
+            continue
+        try:
+            params = inspect.signature(getattr(plugin, attr)).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        unknown = [
+            p.name for p in params
+            if p.kind in positional and p.default is p.empty and p.name not in spec.argnames
+        ]
+        if unknown:
+            hints = "".join(hint_for(a, spec.argnames) for a in unknown)
+            return (
+                f"{hook_name}() takes {', '.join(repr(a) for a in unknown)}, which the hook "
+                f"does not pass.{hints} The hook passes: {', '.join(spec.argnames)} "
+                f"(see docs/plugins.md#{hook_name})."
+            )
+    return " ".join(str(exc).split())
 
 
 def _truthy(value: str | None) -> bool:
-    return bool(value) and value.strip().lower() not in ("0", "false", "no", "")
+    return value is not None and value.strip().lower() not in ("0", "false", "no", "")
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
+    """The ``rlkit`` entry points in load order: rlkit's own first, then the others by name."""
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+    def order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
+        dist = ep.dist.name if ep.dist is not None else LOCAL
+        return (_canonical(dist) != DEFAULT_DISTRIBUTION, ep.name, ep.value)
+
     seen: set[tuple[str, str]] = set()
     unique = []
-    for ep in sorted(eps, key=lambda e: (e.name, e.value)):
+    for ep in sorted(eps, key=order):
         dist = ep.dist.name if ep.dist is not None else ""
         if (ep.name, dist) in seen:  # the same distribution found twice on sys.path
             continue

@@ -28,6 +28,7 @@ from rlkit import cli
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import EvalResult, RunInfo
 from rlkit.plugins import PluginError, Plugins
+from rlkit.validation import field_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 REINFORCE = ROOT / "plugins" / "rlkit-reinforce"
@@ -164,6 +165,54 @@ def test_broken_plugin_is_reported_by_name_and_skipped(tmp_path):
     assert "broken" not in out["plugins"]
 
 
+MISSPELLED_ARGUMENT_PLUGIN = """
+    from rlkit.hookspecs import hookimpl
+
+
+    @hookimpl
+    def register_algorithms(registr):  # the hook passes `register`
+        pass
+"""
+
+
+def test_plugin_with_an_invalid_hook_implementation_is_reported_and_skipped(
+        tmp_path, monkeypatch, no_plugin_env):
+    site = write_dist(tmp_path / "site", "rlkit-sloppy", "0.2", {"sloppy": "rlkit_sloppy_mod"},
+                      {"rlkit_sloppy_mod": MISSPELLED_ARGUMENT_PLUGIN})
+    monkeypatch.syspath_prepend(str(site))
+
+    with pytest.warns(RuntimeWarning) as caught:
+        plugins = Plugins.load()
+
+    [message] = [str(w.message) for w in caught if "'sloppy'" in str(w.message)]
+    assert message.startswith("rlkit plugin 'sloppy' from rlkit-sloppy 0.2 failed to load and "
+                              "was skipped: invalid hook implementation: register_algorithms() "
+                              "takes 'registr', which the hook does not pass. Did you mean "
+                              "'register'?")
+    assert ".." not in message
+
+    [failed] = [f for f in plugins.failed if f.name == "sloppy"]
+    assert failed.distribution == "rlkit-sloppy 0.2" and "register_algorithms()" in failed.error
+    assert not plugins.pm.has_plugin("sloppy") and "sloppy" not in plugins.providers
+    assert "ppo" in plugins.algorithms  # everything else still loads
+    sys.modules.pop("rlkit_sloppy_mod", None)
+
+
+def test_built_in_plugin_with_an_invalid_hook_implementation_is_an_error(
+        tmp_path, monkeypatch, no_plugin_env):
+    # an entry point of the distribution named "rlkit" is one of rlkit's own plugins
+    site = write_dist(tmp_path / "site", "rlkit", "0.1.0", {"sloppy_builtin": "rlkit_sloppy_mod"},
+                      {"rlkit_sloppy_mod": MISSPELLED_ARGUMENT_PLUGIN})
+    monkeypatch.syspath_prepend(str(site))
+
+    with pytest.raises(PluginError) as info:
+        Plugins.load()
+
+    assert "rlkit 0.1.0 (entry point 'sloppy_builtin')" in str(info.value)
+    assert "'registr'" in str(info.value)
+    sys.modules.pop("rlkit_sloppy_mod", None)
+
+
 # --- (c) duplicate names ------------------------------------------------------------------------
 
 
@@ -183,8 +232,63 @@ def test_duplicate_algorithm_name_is_an_error_naming_both_providers(no_plugin_en
         load(extra=[("dup", SecondPPO())])
     message = str(info.value)
     assert "'ppo' is registered twice" in message
-    assert f"rlkit {metadata.version('rlkit')} (entry point 'ppo')" in message  # the built-in
-    assert "plugin 'dup'" in message  # the newcomer
+    original = f"by rlkit {metadata.version('rlkit')} (entry point 'ppo')"  # the built-in
+    newcomer = "by plugin 'dup' (registered in code)"
+    assert original in message and newcomer in message
+    assert message.index(original) < message.index(newcomer)
+
+
+SAME_ALGORITHM = """
+    from dataclasses import dataclass
+
+    from rlkit.hookspecs import hookimpl
+
+
+    @dataclass
+    class Params:
+        '''Parameters.'''
+
+
+    @hookimpl{marker}
+    def register_algorithms(register):
+        register("shared_name", Params, lambda params, ctx: None)
+"""
+
+
+@pytest.mark.parametrize("marker", ["", "(tryfirst=True)"])
+def test_duplicate_name_across_distributions_names_first_then_newcomer(
+        tmp_path, monkeypatch, no_plugin_env, marker):
+    site = tmp_path / "site"
+    write_dist(site, "rlkit-first", "1.0", {"alpha": "rlkit_first_mod"},
+               {"rlkit_first_mod": SAME_ALGORITHM.format(marker="")})
+    write_dist(site, "rlkit-second", "2.0", {"beta": "rlkit_second_mod"},
+               {"rlkit_second_mod": SAME_ALGORITHM.format(marker=marker)})
+    monkeypatch.syspath_prepend(str(site))
+
+    with pytest.raises(PluginError) as info:
+        load()
+
+    assert ("register_algorithms: the name 'shared_name' is registered twice, by rlkit-first 1.0 "
+            "(entry point 'alpha') and by rlkit-second 2.0 (entry point 'beta')"
+            in str(info.value))
+    for module in ("rlkit_first_mod", "rlkit_second_mod"):
+        sys.modules.pop(module, None)
+
+
+def test_duplicate_of_a_built_in_names_rlkit_first(tmp_path, monkeypatch, no_plugin_env):
+    # "my_ppo" sorts before "ppo", but rlkit's own plugins are always registered first
+    source = SAME_ALGORITHM.format(marker="").replace('"shared_name"', '"ppo"')
+    site = write_dist(tmp_path / "site", "my-pkg", "1.0", {"my_ppo": "my_ppo_mod"},
+                      {"my_ppo_mod": source})
+    monkeypatch.syspath_prepend(str(site))
+
+    with pytest.raises(PluginError) as info:
+        load()
+
+    assert (f"the name 'ppo' is registered twice, by rlkit {metadata.version('rlkit')} (entry "
+            "point 'ppo') and by my-pkg 1.0 (entry point 'my_ppo')" in str(info.value))
+    sys.modules.pop("my_ppo_mod", None)
+
 
 
 def test_duplicate_plugin_name_is_an_error():
@@ -205,8 +309,34 @@ def test_misspelled_hook_fails_check_pending_with_a_message(no_plugin_env):
     with pytest.raises(PluginError) as info:
         load(extra=[("typo", MisspelledHook())])
     message = str(info.value)
-    assert "unknown hook 'register_algorithm'" in message
+    assert "unknown hook 'register_algorithm' in plugin 'typo'" in message
+    assert "Did you mean 'register_algorithms'?" in message
     assert "docs/plugins.md" in message
+
+
+MISSPELLED_HOOK_PLUGIN = """
+    from rlkit.hookspecs import hookimpl
+
+
+    @hookimpl
+    def run_finish(summary):  # the hook is run_finished
+        pass
+"""
+
+
+def test_misspelled_hook_error_names_the_distribution_and_the_real_hook(
+        tmp_path, monkeypatch, no_plugin_env):
+    site = write_dist(tmp_path / "site", "rlkit-typo", "1.4", {"typo": "rlkit_typo_mod"},
+                      {"rlkit_typo_mod": MISSPELLED_HOOK_PLUGIN})
+    monkeypatch.syspath_prepend(str(site))
+
+    with pytest.raises(PluginError) as info:
+        load()
+
+    message = str(info.value)
+    assert "unknown hook 'run_finish' in rlkit-typo 1.4 (entry point 'typo')" in message
+    assert "Did you mean 'run_finished'?" in message
+    sys.modules.pop("rlkit_typo_mod", None)
 
 
 class MisspelledArgument:
@@ -215,11 +345,32 @@ class MisspelledArgument:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="Plugins.add/_load_entry_point let pluggy's "
-                   "PluginValidationError escape instead of raising PluginError")
 def test_misspelled_hook_argument_is_a_plugin_error(no_plugin_env):
-    with pytest.raises(PluginError, match="registr"):
+    with pytest.raises(PluginError) as info:
         load(extra=[("typo", MisspelledArgument())])
+    message = str(info.value)
+    assert "plugin 'typo' (registered in code)" in message
+    assert "register_algorithms() takes 'registr'" in message
+    assert "Did you mean 'register'?" in message
+
+
+class HalfValid:
+    @hookimpl
+    def register_algorithms(self, register):  # valid, and taken by pluggy first
+        register("half_valid", _Params, lambda params, ctx: None)
+
+    @hookimpl
+    def run_started(self, runn):  # invalid: the argument is `run`
+        pass
+
+
+def test_a_rejected_plugin_leaves_no_hook_implementation_behind(no_plugin_env):
+    plugins = load()
+    with pytest.raises(PluginError):
+        plugins.add("half", HalfValid())
+    assert not plugins.pm.has_plugin("half")
+    assert all(impl.plugin_name != "half"
+               for impl in plugins.pm.hook.register_algorithms.get_hookimpls())
 
 
 # --- (e) autoload switch and allowlist ----------------------------------------------------------
@@ -250,6 +401,8 @@ def test_disable_autoload_still_loads_allowlisted_plugins(installed_fake, monkey
 @pytest.mark.parametrize("allow, loaded", [
     ("fake", True),                      # by entry-point name
     ("rlkit-fake-plugin", True),         # by distribution name
+    ("rlkit_fake_plugin", True),         # names compare as PEP 503 normalises them
+    ("RLKIT.Fake__Plugin", True),
     (" other , fake ", True),            # a list, with spaces
     ("other", False),                    # not listed
 ])
@@ -258,6 +411,30 @@ def test_allowlist_selects_third_party_plugins(installed_fake, monkeypatch, allo
     plugins = load()
     assert ("fake_algo" in plugins.algorithms) is loaded
     assert BUILT_IN_BACKBONE in plugins.backbones  # built-ins are never filtered out
+
+
+def test_allowlist_argument_compares_names_canonically(installed_fake):
+    assert "fake_algo" in load(allow=["Rlkit_Fake-Plugin"], autoload=False).algorithms
+
+
+def test_allowlisted_name_matching_nothing_installed_is_a_warning(installed_fake, monkeypatch):
+    monkeypatch.setenv("RLKIT_PLUGINS", "fake,rlkit-fak-plugin")
+    with pytest.warns(RuntimeWarning) as caught:
+        plugins = Plugins.load()
+    [message] = [str(w.message) for w in caught if "matches no installed" in str(w.message)]
+    assert message.startswith("RLKIT_PLUGINS names 'rlkit-fak-plugin', which matches no")
+    assert "rlkit-fake-plugin 2.5 (entry points: fake)" in message  # what is installed
+    assert f"rlkit {metadata.version('rlkit')} (entry points: " in message
+    assert "fake_algo" in plugins.algorithms
+
+    with pytest.warns(RuntimeWarning, match="the allowlist passed to Plugins.load names 'nope'"):
+        Plugins.load(allow=["nope"])
+
+
+def test_allowlist_that_matches_gives_no_warning(installed_fake):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        Plugins.load(allow=["rlkit_fake_plugin", "ppo"])  # a built-in's name is a match too
 
 
 def test_load_arguments_override_the_environment(installed_fake, monkeypatch):
@@ -401,10 +578,8 @@ def installed_hello(tmp_path, monkeypatch, no_plugin_env):
     site = write_dist(tmp_path / "site", "rlkit-hello", "0.3", {"hello": "rlkit_hello_cmd"},
                       {"rlkit_hello_cmd": HELLO_COMMAND})
     monkeypatch.syspath_prepend(str(site))
-    # cli.main installs its own warning printer; keep it from leaking into other tests
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
     yield site
+
     sys.modules.pop("rlkit_hello_cmd", None)
 
 
@@ -428,3 +603,37 @@ def test_plugin_command_is_absent_when_autoload_is_disabled(installed_hello, mon
         cli.main(["hello", "x"])
     assert info.value.code == 2
     assert "invalid choice: 'hello'" in capsys.readouterr().err
+
+
+# --- (i) a plugin's hyperparameter dataclass documents its fields -------------------------------
+
+
+@dataclass(kw_only=True)
+class BaseParams:
+    """Parameters every variant shares."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+
+    lr: float = 3e-4
+    """Learning rate."""
+
+
+@dataclass(kw_only=True)
+class VariantParams(BaseParams):
+    """A variant that adds a field and documents an inherited one anew."""
+
+    lr: float = 1e-3
+    """Learning rate of the variant."""
+
+    tau: float = 0.005
+    """Target network update rate."""
+
+
+def test_field_docs_include_inherited_fields():
+    assert field_docs(VariantParams) == {
+        "gamma": "Discount factor.",
+        "lr": "Learning rate of the variant.",
+        "tau": "Target network update rate.",
+    }
+    assert field_docs(BaseParams) == {"gamma": "Discount factor.", "lr": "Learning rate."}

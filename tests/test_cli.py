@@ -1,0 +1,235 @@
+"""The ``rlkit`` command line: help that teaches, listings, and errors without tracebacks.
+
+Most tests call :func:`rlkit.cli.main` in-process with the session-wide plugin session; one test
+runs the installed console script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from rlkit.cli import main
+from rlkit.hookspecs import hookimpl
+from rlkit.plugins import Plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+CARTPOLE = ROOT / "experiments" / "cartpole.yaml"
+RLKIT_VERSION = metadata.version("rlkit")
+
+
+def session_with(*extra: tuple[str, object]) -> Plugins:
+    """Built-ins plus ``extra``, without third-party plugins installed on this machine."""
+    return Plugins.load(extra=extra, autoload=False, allow=[])
+
+
+# --- help -----------------------------------------------------------------------------------
+
+
+def test_main_help_exits_0_and_shows_where_to_start(plugins, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"], plugins=plugins)
+
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "eval", "plugins"):
+        assert command in out
+    assert "rlkit train experiments/cartpole.yaml" in out
+
+
+def test_train_help_exits_0_and_teaches_the_options(plugins, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"], plugins=plugins)
+
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--set", "--resume", "--seed", "--device"):
+        assert option in out
+    assert "examples:" in out and "--set algorithm.optimizer.lr=1e-3" in out
+
+
+def test_no_command_prints_help_and_exits_2(plugins, capsys):
+    assert main([], plugins=plugins) == 2
+    assert "Start here:" in capsys.readouterr().out
+
+
+# --- rlkit plugins ----------------------------------------------------------------------------
+
+
+def test_plugins_json_lists_the_built_ins_with_distribution_and_version(plugins, capsys):
+    assert main(["plugins", "--json"], plugins=plugins) == 0
+
+    listing = json.loads(capsys.readouterr().out)
+    rows = {(r["kind"], r["name"]): r for r in listing["registered"]}
+    for kind, name in [("algorithm", "ppo"), ("algorithm", "dqn"), ("algorithm", "qlearning"),
+                       ("algorithm", "sarsa"), ("backbone", "mlp")]:
+        row = rows[(kind, name)]
+        assert (row["distribution"], row["version"]) == ("rlkit", RLKIT_VERSION), row
+        assert row["description"], f"{name} has no description"
+    assert rows[("algorithm", "sarsa")]["entry_point"] == "tabular"
+
+
+def test_plugins_table_names_each_provider(plugins, capsys):
+    assert main(["plugins"], plugins=plugins) == 0
+
+    out = capsys.readouterr().out
+    for name in ("ppo", "dqn", "qlearning", "sarsa", "mlp"):
+        assert name in out
+    assert f"rlkit {RLKIT_VERSION}" in out
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def test_unknown_config_key_exits_2_with_the_key_path(tmp_path, plugins, capsys):
+    experiment = tmp_path / "bad.yaml"
+    experiment.write_text("algorithm: {name: ppo, n_step: 8}\nenv: {id: CartPole-v1}\n"
+                          "train: {total_steps: 100}\n")
+
+    status = main(["train", str(experiment), "--no-progress"], plugins=plugins)
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("rlkit: error: ")
+    assert "algorithm.n_step" in err and "unknown key" in err and "'n_steps'" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_key_in_an_override_exits_2_with_the_key_path(plugins, capsys):
+    status = main(["train", str(CARTPOLE), "--set", "train.totl_steps=10", "--no-progress"],
+                  plugins=plugins)
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "train.totl_steps" in err and "Traceback" not in err
+
+
+def test_train_without_an_experiment_says_what_to_pass(plugins, capsys):
+    assert main(["train"], plugins=plugins) == 2
+    assert "rlkit train needs an experiment file" in capsys.readouterr().err
+
+
+def test_eval_of_a_missing_path_exits_2_with_a_clear_message(tmp_path, plugins, capsys):
+    missing = tmp_path / "no-such-run"
+
+    status = main(["eval", str(missing)], plugins=plugins)
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{missing}: no such run directory or checkpoint file" in err
+    assert "Traceback" not in err
+
+
+# --- embedding: a given session, the caller's warning settings ---------------------------------
+
+
+class Greeter:
+    def __init__(self, command: str = "greet") -> None:
+        self.command = command
+
+    @hookimpl
+    def register_commands(self, cli):
+        cli.add(self.command, help="say hello", run=lambda args: print("hello") or 5)
+
+
+def test_main_uses_the_session_it_is_given(capsys):
+    status = main(["greet"], plugins=session_with(("greeter", Greeter())))
+
+    assert status == 5
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_main_restores_the_callers_warning_filters_and_printer(plugins, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        filters = list(warnings.filters)
+        printer = warnings.showwarning
+
+        assert main(["plugins", "--json"], plugins=plugins) == 0
+        with pytest.raises(SystemExit):
+            main(["--help"], plugins=plugins)
+
+        assert warnings.filters == filters
+        assert warnings.showwarning is printer
+
+
+def test_main_prints_warnings_as_one_line_while_it_runs(capsys):
+    class Warner:
+        @hookimpl
+        def register_commands(self, cli):
+            def run(args):
+                warnings.warn("the moon is full", RuntimeWarning, stacklevel=1)
+                return 0
+
+            cli.add("warn", help="warn once", run=run)
+
+    assert main(["warn"], plugins=session_with(("warner", Warner()))) == 0
+    assert capsys.readouterr().err == "rlkit: warning: the moon is full\n"
+
+
+# --- conflicting commands -----------------------------------------------------------------------
+
+
+def test_plugin_command_clashing_with_a_built_in_exits_2_naming_both(capsys):
+    status = main(["plugins"], plugins=session_with(("clash", Greeter("train"))))
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("rlkit: error: the command 'train' is defined twice")
+    assert f"by rlkit {RLKIT_VERSION} (built-in command)" in err
+    assert "by plugin 'clash' (registered in code)" in err
+    assert "Traceback" not in err
+
+
+def test_two_plugins_adding_the_same_command_exit_2_naming_both(capsys):
+    plugins = session_with(("first", Greeter()), ("second", Greeter()))
+
+    status = main(["greet"], plugins=plugins)
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "'greet' is defined twice, by plugin 'first' (registered in code) and by plugin " \
+           "'second' (registered in code)" in err
+
+
+def test_plugin_failing_in_register_commands_exits_2_naming_it(capsys):
+    class Broken:
+        @hookimpl
+        def register_commands(self, cli):
+            raise RuntimeError("no commands today")
+
+    status = main(["plugins"], plugins=session_with(("broken", Broken())))
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "plugin 'broken' (registered in code) failed in register_commands" in err
+    assert "no commands today" in err
+
+
+# --- the console script -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_console_script_runs():
+    script = Path(sys.executable).with_name("rlkit")
+    if not script.exists():
+        pytest.skip(f"no console script next to {sys.executable}")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RLKIT_PLUGINS", "RLKIT_DISABLE_PLUGIN_AUTOLOAD", "RLKIT_TRACE_HOOKS")}
+
+    result = subprocess.run([str(script), "plugins", "--json"], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr
+    names = {r["name"] for r in json.loads(result.stdout)["registered"]}
+    assert {"ppo", "dqn", "mlp"} <= names
+    help_result = subprocess.run([str(script), "--help"], capture_output=True, text=True,
+                                 env=env, timeout=120, check=False)
+    assert help_result.returncode == 0 and "rlkit train" in help_result.stdout
