@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, unreadable or not an rlkit checkpoint; the message names the file."""
+    """A checkpoint is missing, unreadable or not an rlkit checkpoint (the message names it)."""
 
 
 def save_atomic(state: Mapping[str, Any], path: str | Path) -> Path:
@@ -57,9 +57,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
             f"{str(exc).splitlines()[0] if str(exc) else ''}). It may be truncated, from another "
             f"program, or contain pickled objects, which rlkit refuses to execute."
         ) from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    version = state.get("format_version") if isinstance(state, dict) else "?"
+    if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an rlkit checkpoint (format_version "
-                              f"{state.get('format_version') if isinstance(state, dict) else '?'}).")
+                              f"{version}).")
     return state
 
 

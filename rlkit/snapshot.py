@@ -143,7 +143,8 @@ def _decode(data: Any, current: Any) -> Any:
         return data["__tensor__"].clone()
     if "__seq__" in data:
         olds = list(current) if isinstance(current, (list, tuple)) else []
-        items = [_decode(d, olds[i] if i < len(olds) else None) for i, d in enumerate(data["items"])]
+        items = [_decode(d, olds[i] if i < len(olds) else None)
+                 for i, d in enumerate(data["items"])]
         return tuple(items) if data["__seq__"] == "tuple" else items
     return data
 

@@ -55,4 +55,4 @@ def test_shared_settings_are_in_the_guide(heading, cls):
 def test_wrapper_keys_are_explained():
     text = GUIDE.read_text()
     for key in keys(WrapperConfig):
-        assert f"{{name, kwargs}}" in text and key in text
+        assert "{name, kwargs}" in text and key in text

@@ -38,7 +38,7 @@ class MLPConfig:
     layer_norm: bool = False
     """Layer normalisation before each activation."""
     orthogonal_init: bool = True
-    """Orthogonal weights with gain sqrt(2) and zero biases (as in the PPO implementation details)."""
+    """Orthogonal weights with gain sqrt(2) and zero biases (as in common PPO implementations)."""
 
     def __post_init__(self) -> None:
         if any(h <= 0 for h in self.hidden_sizes):
@@ -68,7 +68,8 @@ class FlattenObservation(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.kind == "discrete":
-            return nn.functional.one_hot((obs.long() - self.offset).flatten(), self.input_dim).float()
+            index = (obs.long() - self.offset).flatten()
+            return nn.functional.one_hot(index, self.input_dim).float()
         if self.kind == "multidiscrete":
             parts = [nn.functional.one_hot(obs[..., i].long(), int(n)).float()
                      for i, n in enumerate(self.nvec.tolist())]
