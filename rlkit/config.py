@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -231,7 +231,7 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
     for name, cls in _SECTIONS.items():
         if name in data:
             kwargs[name] = from_data(cls, data[name], name)
-    specs = {
+    specs: dict[str, Callable[[str], Any]] = {
         "algorithm": plugins.algorithm,
         "backbone": plugins.backbone,
         "exploration": plugins.exploration_spec,

@@ -108,8 +108,8 @@ def build_agent(
     backbone_spec = plugins.backbone(experiment.backbone.name)
     backbone_params = experiment.backbone.params
 
-    def make_backbone(space: Any) -> torch.nn.Module:
-        return backbone_spec.build(backbone_params, space)
+    def make_backbone(observation_space: Any) -> torch.nn.Module:
+        return backbone_spec.build(backbone_params, observation_space)
 
     exploration: Exploration | None = None
     if experiment.exploration is not None:
@@ -300,6 +300,7 @@ class Trainer:
         limit = train.total_steps if max_steps is None else min(max_steps, train.total_steps)
         agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
         obs = self.obs
+        assert obs is not None
         self._segment_start = self._created if not resumed else time.perf_counter()
         last_tick, tick_steps = time.perf_counter(), self.env_steps
         sps = 0.0

@@ -24,6 +24,7 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """The global generators' state, as tensors and plain data."""
     name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    key = np.asarray(key)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss),

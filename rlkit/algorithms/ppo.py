@@ -91,9 +91,9 @@ class ActorCritic(nn.Module):
         self.actor_body = make_backbone(observation_space)
         self.critic_body = self.actor_body if share_backbone else make_backbone(observation_space)
         self.share_backbone = share_backbone
-        width = int(self.actor_body.output_dim)
+        width = _output_dim(self.actor_body)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if self.discrete:
+        if isinstance(action_space, gym.spaces.Discrete):
             out = int(action_space.n)
         elif isinstance(action_space, gym.spaces.Box):
             out = int(math.prod(action_space.shape))
@@ -102,7 +102,7 @@ class ActorCritic(nn.Module):
             raise ConfigError(f"algorithm 'ppo' supports Discrete and Box action spaces, not "
                               f"{action_space}.")
         self.policy_head = nn.Linear(width, out)
-        self.value_head = nn.Linear(int(self.critic_body.output_dim), 1)
+        self.value_head = nn.Linear(_output_dim(self.critic_body), 1)
         nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
         nn.init.zeros_(self.policy_head.bias)
         nn.init.orthogonal_(self.value_head.weight, gain=1.0)
@@ -308,6 +308,14 @@ class PPO:
         if self.model.discrete:
             return action
         return torch.clamp(action, self.low, self.high)
+
+
+def _output_dim(backbone: nn.Module) -> int:
+    """A backbone's feature width (its ``output_dim`` attribute)."""
+    width = backbone.output_dim
+    if not isinstance(width, int):
+        raise TypeError(f"backbone {type(backbone).__name__} must have an int output_dim")
+    return width
 
 
 def _explained_variance(values: Tensor, returns: Tensor) -> float:

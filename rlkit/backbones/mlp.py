@@ -48,6 +48,9 @@ class MLPConfig:
 class FlattenObservation(nn.Module):
     """Observation batch ``(B, ...)`` -> float features ``(B, input_dim)``."""
 
+    offset: Tensor
+    nvec: Tensor
+
     def __init__(self, space: gym.Space[Any]) -> None:
         super().__init__()
         self.kind: str
