@@ -197,10 +197,71 @@ def _run_eval(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="show the settings of one algorithm, backbone "
+                        "or exploration controller (e.g. ppo): every key, default and meaning")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _show_settings(name: str, plugins: Plugins, as_json: bool) -> int:
+    import dataclasses
+
+    import yaml
+
+    from rlkit.validation import field_docs, to_data
+
+    tables: dict[str, dict[str, tuple[Any, Provider]]] = {
+        "algorithm": plugins.algorithms,
+        "backbone": plugins.backbones,
+        "exploration": plugins.exploration,
+    }
+    found = [(kind, table[name]) for kind, table in tables.items() if name in table]
+    if not found:
+        from rlkit.validation import hint_for
+
+        known = sorted({n for t in tables.values() for n in t})
+        raise ConfigError(f"no algorithm, backbone or exploration controller named {name!r}."
+                          f"{hint_for(name, known)} Installed: {', '.join(known)}.")
+    out = []
+    for kind, (spec, provider) in found:
+        docs = field_docs(spec.config)
+        keys = []
+        for f in dataclasses.fields(spec.config):
+            if f.default is not dataclasses.MISSING:
+                default = to_data(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = to_data(f.default_factory())
+            else:
+                default = "(required)"
+            keys.append({"key": f.name, "default": default,
+                         "meaning": " ".join(docs.get(f.name, "").replace("``", "`").split())})
+        out.append({"kind": kind, "name": name, "description": spec.description or
+                    (spec.config.__doc__ or "").strip(), "provided_by":
+                    f"{provider.distribution} {provider.version}".strip(), "settings": keys})
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return 0
+    console = Console()
+    for item in out:
+        table = Table(title=f"{item['kind']} {item['name']!r} ({item['provided_by']})",
+                      caption=item["description"], show_lines=False)
+        for col in ("key", "default", "meaning"):
+            table.add_column(col, overflow="fold")
+        for k in item["settings"]:
+            default = k["default"]
+            text = default if isinstance(default, str) else yaml.safe_dump(
+                default, default_flow_style=True, sort_keys=False, width=10_000
+            ).strip().removesuffix("...").strip()
+            table.add_row(k["key"], text, k["meaning"])
+        console.print(table)
+    kind = out[0]["kind"]
+    console.print(f"Set them in the experiment's [bold]{kind}:[/bold] section, or with "
+                  f"--set {kind}.<key>=<value>.")
+    return 0
+
+
 def _run_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
+    if args.name:
+        return _show_settings(args.name, plugins, args.json)
     tables: dict[str, dict[str, tuple[Any, Provider]]] = {
         "algorithm": plugins.algorithms,
         "backbone": plugins.backbones,

@@ -88,6 +88,24 @@ def test_plugins_table_names_each_provider(plugins, capsys):
 # --- errors -------------------------------------------------------------------------------------
 
 
+def test_plugins_name_shows_every_setting_with_default_and_meaning(plugins, capsys):
+    assert main(["plugins", "ppo", "--json"], plugins=plugins) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    settings = {k["key"]: k for k in item["settings"]}
+    assert item["kind"] == "algorithm" and item["provided_by"].startswith("rlkit")
+    assert settings["n_steps"]["default"] == 2048 and "rollout" in settings["n_steps"]["meaning"]
+    assert settings["optimizer"]["default"]["name"] == "adam"
+    assert main(["plugins", "mlp"], plugins=plugins) == 0
+    out = capsys.readouterr().out
+    assert "hidden_sizes" in out and "backbone.<key>=<value>" in out
+
+
+def test_plugins_unknown_name_exits_2_with_a_suggestion(plugins, capsys):
+    assert main(["plugins", "ppp"], plugins=plugins) == 2
+    err = capsys.readouterr().err
+    assert "'ppp'" in err and "Did you mean 'ppo'?" in err and "Traceback" not in err
+
+
 def test_unknown_config_key_exits_2_with_the_key_path(tmp_path, plugins, capsys):
     experiment = tmp_path / "bad.yaml"
     experiment.write_text("algorithm: {name: ppo, n_step: 8}\nenv: {id: CartPole-v1}\n"
