@@ -131,10 +131,15 @@ class TorchVectorEnv:
         mask = info.get("_final_obs")
         if mask is None:
             return obs
+        final = info["final_obs"]
+        if isinstance(final, Tensor) and final.shape == obs.shape:
+            # Batched torch envs give a full tensor: select rows without a host round trip or
+            # a data-dependent branch.
+            done = self._tensor(mask, torch.bool).view(-1, *([1] * (obs.dim() - 1)))
+            return torch.where(done, final.to(self.device, self._obs_dtype), obs)
         mask_t = self._tensor(mask, torch.bool)
         if not bool(mask_t.any()):
             return obs
-        final = info["final_obs"]
         next_obs = obs.clone()
         if isinstance(final, Tensor):
             next_obs[mask_t] = final.to(self.device, self._obs_dtype)[mask_t]
