@@ -64,9 +64,10 @@ class EnvConfig:
     """A gymnasium id, e.g. ``CartPole-v1`` or ``my_package:MyEnv-v0``."""
     num_envs: int = param(1, ge=1)
     """Environments stepped in parallel."""
-    vectorization: Literal["sync", "async", "vector_entry_point"] = "sync"
+    vectorization: Literal["auto", "sync", "async", "vector_entry_point"] = "auto"
     """How gymnasium.make_vec batches them: one process (sync), subprocesses (async), or the
-    env's own batched implementation (vector_entry_point)."""
+    env's own batched implementation (vector_entry_point); auto picks vector_entry_point for
+    torch-native batched envs and sync for everything else."""
     autoreset_mode: Literal["same_step", "next_step"] = "same_step"
     """Gymnasium's autoreset mode for sync/async; vector_entry_point envs use their own."""
     kwargs: dict[str, Any] = field(default_factory=dict)

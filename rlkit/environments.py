@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -62,7 +63,7 @@ class EnvOptions:
 
     id: str
     num_envs: int = 1
-    vectorization: str = "sync"
+    vectorization: str = "auto"
     autoreset_mode: str = "same_step"
     kwargs: dict[str, Any] | None = None
     wrappers: tuple[tuple[str, dict[str, Any]], ...] = ()
@@ -86,6 +87,9 @@ class TorchVectorEnv:
         self._prev_done = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._obs_dtype = _torch_dtype(self.single_observation_space)
         self._discrete_actions = isinstance(self.single_action_space, gym.spaces.Discrete)
+        # Envs that promise ``final_obs`` is the full batch, equal to the returned observation
+        # where no episode ended (rlkit's torch-native envs do), need no row selection.
+        self._full_final_obs = bool(getattr(env, "full_final_obs", False))
 
     # --- the VectorEnv calls, in tensors ------------------------------------------------
 
@@ -132,6 +136,8 @@ class TorchVectorEnv:
         if mask is None:
             return obs
         final = info["final_obs"]
+        if self._full_final_obs and isinstance(final, Tensor):
+            return final.to(self.device, self._obs_dtype)  # exact, and no work at all
         if isinstance(final, Tensor) and final.shape == obs.shape:
             # Batched torch envs give a full tensor: select rows without a host round trip or
             # a data-dependent branch.
@@ -192,12 +198,19 @@ def make_env(
     _check_env_id(options.id)
     n = num_envs if num_envs is not None else options.num_envs
     kwargs = dict(options.kwargs or {})
+    native = _torch_native(options.id)
+    vectorization = options.vectorization
+    if vectorization == "auto":
+        batched = native is not None and not options.wrappers
+        vectorization = "vector_entry_point" if batched else "sync"
+    if vectorization == "vector_entry_point" and native is not None and native:
+        kwargs.setdefault("device", str(device))  # the env's state lives with the agent
     wrappers = [
         functools.partial(_resolve_wrapper(name, i), **wkwargs)
         for i, (name, wkwargs) in enumerate(options.wrappers)
     ]
     try:
-        if options.vectorization == "vector_entry_point":
+        if vectorization == "vector_entry_point":
             if wrappers:
                 raise ConfigError("env.wrappers: wrappers apply to single envs and cannot be "
                                   "used with vectorization: vector_entry_point; use sync.")
@@ -206,18 +219,42 @@ def make_env(
         else:
             mode = (AutoresetMode.SAME_STEP if options.autoreset_mode == "same_step"
                     else AutoresetMode.NEXT_STEP)
-            env = gym.make_vec(options.id, num_envs=n, vectorization_mode=options.vectorization,
+            env = gym.make_vec(options.id, num_envs=n, vectorization_mode=vectorization,
                                vector_kwargs={"autoreset_mode": mode},
                                wrappers=wrappers or None, **kwargs)
     except ConfigError:
         raise
     except Exception as exc:
         hint = ""
-        if options.vectorization == "vector_entry_point":
+        if vectorization == "vector_entry_point":
             hint = " This env may have no batched implementation; use vectorization: sync."
         raise ConfigError(f"env: cannot make {options.id!r} with kwargs {kwargs}: "
                           f"{type(exc).__name__}: {exc}.{hint}") from None
     return TorchVectorEnv(env, device)
+
+
+def _torch_native(env_id: str) -> bool | None:
+    """For a torch-native batched env (its ``vector_entry_point`` has ``accepts_tensors``):
+    whether its constructor takes ``device``; ``None`` for any other env."""
+    try:
+        spec = gym.spec(env_id)
+    except Exception:
+        return None
+    entry = spec.vector_entry_point
+    if entry is None:
+        return None
+    if isinstance(entry, str):
+        try:
+            module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attr)
+        except Exception:
+            return None
+    if not getattr(entry, "accepts_tensors", False):
+        return None
+    try:
+        return "device" in inspect.signature(entry).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_env_id(env_id: str) -> None:

@@ -128,3 +128,17 @@ def test_wrappers_and_kwargs_apply():
     lake = make_env(EnvOptions(id="FrozenLake-v1", kwargs={"map_name": "8x8"}))
     assert lake.single_observation_space.n == 64
     assert np.isfinite(0)
+
+
+def test_auto_vectorization_uses_the_batched_torch_env_on_the_agents_device():
+    import rlkit_envs  # noqa: F401  registers the rlkit/ ids
+
+    from rlkit.environments import EnvOptions, make_env
+
+    env = make_env(EnvOptions(id="rlkit/CartPole-v1", num_envs=8), device="cpu")
+    assert type(env.env).__name__ == "CartPole" and env.env.num_envs == 8
+    obs = env.reset(seed=0)
+    step = env.step(torch.zeros(8, dtype=torch.long))
+    assert isinstance(step.obs, torch.Tensor) and obs.shape == (8, 4)
+    assert type(make_env(EnvOptions(id="CartPole-v1", num_envs=2)).env).__name__ == \
+        "SyncVectorEnv"

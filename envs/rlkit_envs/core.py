@@ -1,0 +1,264 @@
+"""What every torch-native batched environment shares: tensors, auto-reset, time limits, seeds.
+
+An environment here is a :class:`gymnasium.vector.VectorEnv` whose whole state is a batch of
+tensors on one device. Its physics is a *pure* function of tensors::
+
+    step_fn(state, action, params) -> (new_state, obs, reward, terminated)
+
+with no Python loop over environments, no randomness and no writes to its inputs, so it can be
+wrapped with :func:`torch.compile` (``compile=True``). :class:`BatchedEnv` adds the rest:
+
+* the per-env step counter and truncation at ``max_episode_steps``;
+* gymnasium's ``same_step`` auto-reset: when an episode ends, ``step`` returns the first
+  observation of the next one, and ``info["final_obs"]`` the observation the episode ended on.
+  ``final_obs`` is a full ``(N, *obs_shape)`` tensor whose rows of envs that did not finish
+  equal the returned observation, and ``info["_final_obs"]`` the ``(N,)`` bool mask of the envs
+  that finished, so the true next observation is ``final_obs`` itself;
+* seeding: ``reset(seed=s)`` seeds a :class:`torch.Generator` on the env's device; initial
+  states follow gymnasium's distributions (not its numbers). The stream depends on the device
+  kind: on the CPU fresh states are drawn only for the envs that finished, on an accelerator
+  for every env every step (so that nothing waits for the device to say which finished);
+* :meth:`BatchedEnv.state_dict` / :meth:`BatchedEnv.load_state_dict` for exact resume.
+
+A state is a tensor, or a NamedTuple of tensors, with the env along
+:attr:`BatchedEnv.state_batch_dim` (0: ``(N, S)``, one row per env, which can be the
+observation itself, as in CartPole; -1: ``(S, N)``, one contiguous row per variable, as in
+Acrobot). States are replaced, never written in place, so tensors returned by ``reset`` and
+``step`` stay valid across steps without cloning. They may *be* the env's state (no copy is
+made): do not modify them in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.envs.classic_control import utils as classic_utils
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+__all__ = ["BatchedEnv", "StepFn", "replace_rows", "select"]
+
+StateT = TypeVar("StateT")
+ParamsT = TypeVar("ParamsT")
+StepFn = Callable[[Any, Tensor, Any], tuple[Any, Tensor, Tensor, Tensor]]
+"""``(state, action, params) -> (new_state, obs, reward, terminated)``, pure tensor code."""
+
+
+class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
+    """Base class of rlkit's torch-native environments (``same_step`` auto-reset).
+
+    Subclasses pass their spaces, parameters and pure step function to ``__init__`` and
+    implement :meth:`initial_state` and :meth:`observe`.
+
+    :param num_envs: environments in the batch.
+    :param device: where the state lives and every returned tensor is.
+    :param max_episode_steps: truncate an episode after this many steps; ``None`` for never.
+    :param compile: wrap the pure step function with :func:`torch.compile`.
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    accepts_tensors = True
+    """``step`` takes actions as tensors (on any device) as well as numpy arrays."""
+    full_final_obs = True
+    """``info["final_obs"]`` is the whole ``(N, ...)`` batch: the final observation where an
+    episode ended, the returned observation everywhere else."""
+    state_batch_dim = -1
+    """The env dimension of the state: -1 for an ``(S, N)`` tensor, 0 for a NamedTuple."""
+    default_reset_bounds: tuple[float, float] | None = None
+    """gymnasium's default ``low``/``high`` of the initial-state distribution, if it has any."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        single_observation_space: spaces.Space[Any],
+        single_action_space: spaces.Space[Any],
+        step_fn: StepFn,
+        params: ParamsT,
+        device: torch.device | str = "cpu",
+        max_episode_steps: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if max_episode_steps is not None and int(max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps must be at least 1 or None, got "
+                             f"{max_episode_steps}")
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.single_observation_space = single_observation_space
+        self.single_action_space = single_action_space
+        self.observation_space = batch_space(single_observation_space, self.num_envs)
+        self.action_space = batch_space(single_action_space, self.num_envs)
+        self.params = params
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        self.reset_bounds = self.default_reset_bounds
+        self._discrete = isinstance(single_action_space, spaces.Discrete)
+        self._step_fn: StepFn = torch.compile(step_fn, dynamic=False) if compile else step_fn
+        self._host_checks = self.device.type == "cpu"
+        self.generator = torch.Generator(device=self.device)
+        self.generator.seed()  # unseeded until reset(seed=...), like gymnasium
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+        """Steps taken in the current episode, per env."""
+        self.state: StateT = self.initial_state(self.num_envs)
+        """The batch's state; assign a new value to set it (it is never modified in place)."""
+
+    # --- what a subclass provides -----------------------------------------------------------
+
+    def initial_state(self, n: int) -> StateT:
+        """Fresh states for ``n`` envs, drawn with :attr:`generator`."""
+        raise NotImplementedError
+
+    def observe(self, state: StateT) -> Tensor:
+        """The ``(n, *obs_shape)`` observations of a state of ``n`` envs."""
+        raise NotImplementedError
+
+    # --- gymnasium's VectorEnv API ----------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Start a new episode in every env.
+
+        :param seed: seeds the env's generator; ``None`` continues its stream.
+        :param options: ``{"low": float, "high": float}`` bounds of the initial state where
+            gymnasium's environment takes them; they stay in force for later auto-resets.
+        """
+        super().reset(seed=seed)
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        if options:
+            self.reset_bounds = self.parse_reset_options(options)
+        self.state = self.initial_state(self.num_envs)
+        self.elapsed.zero_()
+        return self.observe(self.state), {}
+
+    def step(
+        self, actions: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
+        """Advance every env one step; finished ones restart at once (``same_step``).
+
+        :param actions: ``(N,)`` integers for discrete actions, ``(N, *action_shape)`` floats
+            otherwise; a tensor on any device or anything ``numpy.asarray`` accepts. Actions
+            are not checked against the action space.
+        :returns: ``obs, reward (float32), terminated, truncated, info`` as tensors on
+            :attr:`device`; ``info["final_obs"]`` and ``info["_final_obs"]`` as described above.
+        """
+        action = self._actions(actions)
+        new_state, final_obs, reward, terminated = self._step_fn(self.state, action, self.params)
+        self.elapsed += 1
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = self.elapsed >= self.max_episode_steps
+        done = terminated | truncated
+        dim = self.state_batch_dim
+        state: Any  # after the reset of finished envs
+        obs: Tensor
+        if self._host_checks:
+            # On the CPU, asking which envs finished costs nothing: draw fresh states for
+            # those only (usually none or a few) and copy them in.
+            index = done.nonzero().view(-1)
+            if index.numel():
+                fresh = self.initial_state(int(index.numel()))
+                state = replace_rows(new_state, index, fresh, dim)
+                if final_obs is new_state:  # the observation is the state itself
+                    obs = state
+                else:
+                    obs = final_obs.index_copy(0, index, self.observe(fresh))
+                self.elapsed.index_fill_(0, index, 0)
+            else:
+                state, obs = new_state, final_obs
+        else:
+            # On an accelerator, a host check would stall the device: draw fresh states for
+            # every env and select, so that nothing here waits for the device.
+            fresh = self.initial_state(self.num_envs)
+            state = select(done, fresh, new_state, dim)
+            if final_obs is new_state:
+                obs = state
+            else:
+                obs = select(done, self.observe(fresh), final_obs, 0)
+            self.elapsed.masked_fill_(done, 0)
+        self.state = state
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
+
+    def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:
+        """The initial-state bounds that ``reset(options=...)`` asks for."""
+        if self.default_reset_bounds is None:
+            return None
+        low, high = self.default_reset_bounds
+        return classic_utils.maybe_parse_reset_bounds(options, low, high)
+
+    # --- exact resume -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The batch's state, step counters and generator, as tensors and plain data."""
+        state: Any = self.state
+        packed = state.clone() if isinstance(state, Tensor) else [t.clone() for t in state]
+        return {
+            "state": packed,
+            "elapsed": self.elapsed.clone(),
+            "generator": self.generator.get_state(),
+            "reset_bounds": None if self.reset_bounds is None else list(self.reset_bounds),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (possibly saved on another device)."""
+        saved, current = state["state"], self.state
+        if isinstance(current, Tensor):
+            self.state = saved.to(self.device, current.dtype).clone()
+        else:
+            leaves: Any = current
+            self.state = type(current)(*(
+                s.to(self.device, c.dtype).clone() for s, c in zip(saved, leaves)
+            ))
+        self.elapsed = state["elapsed"].to(self.device, torch.int32).clone()
+        generator_state = state["generator"].cpu()
+        if generator_state.numel() != self.generator.get_state().numel():
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the generator state was saved on a "
+                f"different kind of device than {self.device}; load it on the same kind."
+            )
+        self.generator.set_state(generator_state)
+        bounds = state.get("reset_bounds")
+        self.reset_bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> Tensor:
+        """float32 samples from U[low, high) drawn with :attr:`generator`."""
+        sample = torch.empty(shape, device=self.device)
+        return sample.uniform_(low, high, generator=self.generator)
+
+    def _actions(self, actions: Any) -> Tensor:
+        if isinstance(actions, Tensor):
+            if self._discrete:
+                return actions.to(self.device).reshape(self.num_envs)
+            return actions.to(self.device, torch.float32).reshape(self.num_envs, -1)
+        array = np.asarray(actions)
+        if self._discrete:
+            return torch.as_tensor(array.astype(np.int64, copy=False),
+                                   device=self.device).reshape(self.num_envs)
+        return torch.as_tensor(array, dtype=torch.float32,
+                               device=self.device).reshape(self.num_envs, -1)
+
+
+def select(mask: Tensor, if_true: Any, if_false: Any, dim: int) -> Any:
+    """Per-env ``torch.where`` over a batch whose env dimension is ``dim`` (0 or -1)."""
+    if isinstance(if_true, Tensor):
+        if dim == 0:
+            mask = mask.view(-1, *([1] * (if_true.dim() - 1)))
+        return torch.where(mask, if_true, if_false)
+    return type(if_false)(*(select(mask, t, f, dim) for t, f in zip(if_true, if_false)))
+
+
+def replace_rows(batch: Any, index: Tensor, rows: Any, dim: int) -> Any:
+    """A copy of ``batch`` with the envs at ``index`` taken from ``rows``."""
+    if isinstance(batch, Tensor):
+        return batch.index_copy(dim, index, rows)
+    return type(batch)(*(replace_rows(b, index, r, dim) for b, r in zip(batch, rows)))
