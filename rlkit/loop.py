@@ -330,6 +330,7 @@ class Trainer:
                         now = time.perf_counter()
                         sps = (self.env_steps - tick_steps) / max(now - last_tick, 1e-9)
                         last_tick, tick_steps = now, self.env_steps
+                        nan.flush()
                         self._log_rollout(logger, sps)
                     if eval_every and self.env_steps >= next_eval:
                         next_eval = _next_multiple(self.env_steps, eval_every)
@@ -339,6 +340,7 @@ class Trainer:
                     if train.checkpoint_every and self.env_steps >= next_ckpt:
                         next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
                         self._checkpoint(periodic=True)
+                nan.flush()
                 if self._stop_signal is not None:
                     self.status = "interrupted"
                 elif self.target_reached:

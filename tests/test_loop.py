@@ -201,3 +201,17 @@ def test_load_agent_from_a_run_directory_acts_like_the_trained_agent(plugins, tm
     assert experiment.algorithm.name == "ppo"
     obs = torch.rand(5, 4)
     assert torch.equal(agent.act(obs, explore=False), trainer.agent.act(obs, explore=False))
+
+
+def test_nan_check_defers_accelerator_tensors_in_warn_mode_and_checks_cpu_ones_at_once():
+    from rlkit.interfaces import NanCheck, NonFiniteError
+
+    check = NanCheck("warn")
+    meta = torch.tensor([1.0, math.nan], device="meta")  # stands in for an accelerator
+    check.check("x", meta, "cause")  # no host read: only a flag is kept
+    assert "x" in check._deferred and not check.warned
+    with pytest.warns(RuntimeWarning, match="non-finite value in y"):
+        check.check("y", torch.tensor([math.nan]), "cause")
+    strict = NanCheck("raise")
+    with pytest.raises(NonFiniteError, match="z.*Likely cause: because"):
+        strict.check("z", torch.tensor([0.0, math.inf]), "because")
