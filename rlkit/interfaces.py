@@ -18,6 +18,7 @@ config layer validates YAML against, and a ``build`` function.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -143,9 +144,18 @@ class NanCheck:
 
     Algorithms call :meth:`check` on losses and gradient norms; the trainer on environment
     outputs. ``cause`` should name the most likely reason in words a user can act on.
+
+    On an accelerator, reading a flag back to the host stalls the device, so in ``warn`` mode a
+    check of a tensor that is not on the CPU only accumulates a flag on the device, and
+    :meth:`flush` (which the trainer calls every ``train.log_every`` steps and at the end)
+    reports it. ``raise`` mode always checks at once: it promises to stop before a bad value
+    is used.
     """
 
     MODES = ("off", "warn", "raise")
+    SMALL = 64
+    """Up to this many elements, a CPU tensor is checked in Python: a loss, a gradient norm or
+    one step's rewards are checked every step, and a kernel launch costs more than the check."""
 
     def __init__(self, mode: str = "warn") -> None:
         if mode not in self.MODES:
@@ -153,12 +163,38 @@ class NanCheck:
         self.mode = mode
         self.enabled = mode != "off"
         self.warned: set[str] = set()
+        self._deferred: dict[str, tuple[Tensor, str]] = {}
 
     def check(self, name: str, value: Tensor, cause: str) -> None:
         if not self.enabled:
             return
-        if bool(torch.isfinite(value).all()):
+        if self.mode == "warn" and not value.is_cpu:
+            if name in self.warned or not (value.is_floating_point() or value.is_complex()):
+                return
+            bad = ~torch.isfinite(value).all()
+            pending = self._deferred.get(name)
+            self._deferred[name] = (bad if pending is None else pending[0] | bad, cause)
             return
+        if value.is_floating_point() and value.is_cpu and value.numel() <= self.SMALL:
+            if value.numel() == 1:
+                if math.isfinite(value.item()):
+                    return
+            elif all(map(math.isfinite, value.reshape(-1).tolist())):
+                return
+        elif not (value.is_floating_point() or value.is_complex()):
+            return  # integers and booleans are always finite
+        elif bool(torch.isfinite(value).all()):
+            return
+        self._report(name, cause)
+
+    def flush(self) -> None:
+        """Report what deferred checks found since the last flush (one host read each)."""
+        deferred, self._deferred = self._deferred, {}
+        for name, (bad, cause) in deferred.items():
+            if bool(bad):
+                self._report(name, cause)
+
+    def _report(self, name: str, cause: str) -> None:
         message = f"non-finite value in {name}. Likely cause: {cause}"
         if self.mode == "raise":
             raise NonFiniteError(message)
@@ -166,7 +202,7 @@ class NanCheck:
             self.warned.add(name)
             import warnings
 
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class BackboneFactory(Protocol):
