@@ -110,11 +110,14 @@ class ReplayBuffer:
         obs_shape, obs_dtype = observation_layout(observation_space)
         act_shape, act_dtype = action_layout(action_space)
         size, dev = self.capacity, self.device
-        self.obs = torch.zeros((size, *obs_shape), dtype=obs_dtype, device=dev)
-        self.next_obs = torch.zeros((size, *obs_shape), dtype=obs_dtype, device=dev)
-        self.action = torch.zeros((size, *act_shape), dtype=act_dtype, device=dev)
-        self.reward = torch.zeros(size, dtype=torch.float32, device=dev)
-        self.terminated = torch.zeros(size, dtype=torch.bool, device=dev)
+        # Uninitialised: a row is written before anything reads it (sampling and state_dict see
+        # only the first `size` rows), and untouched pages of a large buffer cost no memory
+        # until the buffer fills up to them.
+        self.obs = torch.empty((size, *obs_shape), dtype=obs_dtype, device=dev)
+        self.next_obs = torch.empty((size, *obs_shape), dtype=obs_dtype, device=dev)
+        self.action = torch.empty((size, *act_shape), dtype=act_dtype, device=dev)
+        self.reward = torch.empty(size, dtype=torch.float32, device=dev)
+        self.terminated = torch.empty(size, dtype=torch.bool, device=dev)
         self.pos = 0
         """Row the next transition is written to."""
         self.size = 0
@@ -135,11 +138,14 @@ class ReplayBuffer:
         if n == 0:
             return
         start, stop = self.pos, self.pos + n
-        first = min(stop, self.capacity) - start  # rows that fit before the end
-        for name, src in zip(self.FIELDS, rows):
-            dst: Tensor = getattr(self, name)
-            dst[start:start + first].copy_(src[:first])
-            if first < n:
+        if stop <= self.capacity:  # the common case: one slice per field (called every step)
+            for name, src in zip(self.FIELDS, rows):
+                getattr(self, name)[start:stop].copy_(src)
+        else:
+            first = self.capacity - start  # rows that fit before the end
+            for name, src in zip(self.FIELDS, rows):
+                dst: Tensor = getattr(self, name)
+                dst[start:].copy_(src[:first])
                 dst[: n - first].copy_(src[first:])
         self.pos = stop % self.capacity
         self.size = min(self.size + n, self.capacity)

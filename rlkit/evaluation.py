@@ -29,25 +29,43 @@ def evaluate(
     :param seed: seeds ``env.reset``; the same seed gives the same episodes.
     """
     n = env.num_envs
-    quota = torch.tensor([(episodes + i) // n for i in range(n)])
-    done_count = torch.zeros(n, dtype=torch.long)
-    ep_return = torch.zeros(n, dtype=torch.float64)
-    ep_len = torch.zeros(n, dtype=torch.long)
-    returns: list[float] = []
-    lengths: list[int] = []
+    device = env.device
+    quota = torch.tensor([(episodes + i) // n for i in range(n)], device=device)
+    slots = int(quota.max())
+    done_count = torch.zeros(n, dtype=torch.long, device=device)
+    ep_return = torch.zeros(n, dtype=torch.float64, device=device)
+    ep_len = torch.zeros(n, dtype=torch.long, device=device)
+    # returns/lengths of each env's first ``quota`` episodes, in the order they finished
+    ret_buf = torch.zeros(n, slots + 1, dtype=torch.float64, device=device)
+    len_buf = torch.zeros(n, slots + 1, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)
+    # On an accelerator, ask the host whether to stop only every few steps.
+    check_every = 1 if device.type == "cpu" else 16
     obs = env.reset(seed=seed)
+    t = 0
     with torch.no_grad():
-        while bool((done_count < quota).any()):
+        while True:
             step = env.step(agent.act(obs, explore=not deterministic))
-            valid = torch.ones(n, dtype=torch.bool) if step.valid is None else step.valid.cpu()
-            ep_return += step.reward.cpu().double() * valid
-            ep_len += valid.long()
-            finished = (step.terminated | step.truncated).cpu() & valid
-            for i in torch.nonzero(finished & (done_count < quota)).flatten().tolist():
-                returns.append(float(ep_return[i]))
-                lengths.append(int(ep_len[i]))
-            done_count += finished.long()
-            ep_return[finished] = 0.0
-            ep_len[finished] = 0
+            finished = step.terminated | step.truncated
+            if step.valid is None:
+                ep_return += step.reward
+                ep_len += 1
+            else:
+                ep_return += step.reward * step.valid
+                ep_len += step.valid
+                finished &= step.valid
+            # a finished episode within its env's quota goes to its slot; the rest to a spare
+            slot = torch.where(finished & (done_count < quota), done_count, slots)
+            ret_buf[rows, slot] = ep_return
+            len_buf[rows, slot] = ep_len
+            done_count += finished
+            ep_return.masked_fill_(finished, 0.0)
+            ep_len.masked_fill_(finished, 0)
             obs = step.obs
-    return EvalResult(returns=tuple(returns), lengths=tuple(lengths))
+            t += 1
+            if t % check_every == 0 and bool((done_count >= quota).all()):
+                break
+    keep = (torch.arange(slots, device=device) < quota[:, None]).flatten().cpu()
+    returns = ret_buf[:, :slots].flatten().cpu()[keep]  # env by env, in episode order
+    lengths = len_buf[:, :slots].flatten().cpu()[keep]
+    return EvalResult(returns=tuple(returns.tolist()), lengths=tuple(lengths.tolist()))

@@ -36,7 +36,7 @@ from rlkit.buffers import ReplayBatch, ReplayBuffer
 from rlkit.exploration import ScheduleExploration, linear
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
-from rlkit.optim import OptimizerConfig, make_optimizer, set_learning_rate
+from rlkit.optim import OptimizerConfig, clip_grad_norm, make_optimizer, set_learning_rate
 from rlkit.schedules import Schedule, Scheduled
 from rlkit.validation import ConfigError, param
 
@@ -44,8 +44,9 @@ LOSS_CAUSE = ("the TD loss diverged; lower algorithm.optimizer.lr, set algorithm
               "or scale the rewards (env.wrappers)")
 GRAD_CAUSE = ("exploding gradients; lower algorithm.optimizer.lr or algorithm.max_grad_norm, "
               "or scale the rewards (env.wrappers)")
-TARGET_CHUNK = 4096
-"""Rows per forward pass when the target network evaluates a learning phase's samples."""
+TARGET_CHUNK = 256
+"""Rows per forward pass when the target network evaluates a learning phase's samples (larger
+chunks save little time and cost memory for their activations)."""
 
 
 @dataclass(kw_only=True)
@@ -127,6 +128,9 @@ class DQN:
         self.q = q.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.params = list(self.q.parameters())
+        self._target_pairs: tuple[list[Tensor], ...] = (
+            list(self.q_target.parameters()), list(self.params),
+            list(self.q_target.buffers()), list(self.q.buffers()))
         self.optimizer = make_optimizer(self.params, config.optimizer)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
@@ -211,37 +215,44 @@ class DQN:
 
         The minibatches of all ``steps`` are drawn at once (uniformly, with replacement, as
         separate draws would be). The target network does not change during a phase, so it is
-        evaluated on every sampled ``s'`` in one pass -- and DQN's targets, which depend on it
-        alone, are computed in one pass too; Double DQN's wait for the online network of
-        their own step.
+        evaluated on every sampled ``s'`` in a few large passes -- and DQN's targets, which
+        depend on it alone, are computed in one pass too; Double DQN's wait for the online
+        network of their own step. A gradient step is then only the online network's forward
+        and backward pass, the clipping and one fused optimizer step; the metrics stay on the
+        device until the phase ends.
         """
         cfg = self.config
         progress = min(self.env_steps / self.total_steps, 1.0)
         lr = set_learning_rate(self.optimizer, cfg.optimizer, progress)
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
         bs = cfg.batch_size
         replay = self.buffer.sample(steps * bs, self.generator)
         with torch.no_grad():
             next_q = torch.cat([self.q_target(x) for x in replay.next_obs.split(TARGET_CHUNK)])
         targets = None if cfg.double_dqn else self.td_target(replay, next_q)
-        losses, q_means, grad_norms = [], [], []
+        actions = replay.action.unsqueeze(1)
+        params, check = self.params, self.nan_check.check
+        losses, q_taken_all, grad_norms = [], [], []
         for i in range(steps):
             rows = slice(i * bs, (i + 1) * bs)
-            batch = ReplayBatch(*(x[rows] for x in replay))
-            target = self.td_target(batch, next_q[rows]) if targets is None else targets[rows]
-            q_taken = self.q(batch.obs).gather(1, batch.action.unsqueeze(1)).squeeze(1)
+            if targets is None:
+                target = self.td_target(ReplayBatch(*(x[rows] for x in replay)), next_q[rows])
+            else:
+                target = targets[rows]
+            q_taken = self.q(replay.obs[rows]).gather(1, actions[rows]).squeeze(1)
             loss = nn.functional.smooth_l1_loss(q_taken, target)
-            self.nan_check.check("train/loss", loss, LOSS_CAUSE)
-            self.optimizer.zero_grad(set_to_none=True)
+            check("train/loss", loss, LOSS_CAUSE)
+            for p in params:
+                p.grad = None
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-            self.nan_check.check("train/grad_norm", grad_norm, GRAD_CAUSE)
+            grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
+            check("train/grad_norm", grad_norm, GRAD_CAUSE)
             self.optimizer.step()
             losses.append(loss.detach())
-            q_means.append(q_taken.detach().mean())
+            q_taken_all.append(q_taken.detach())
             grad_norms.append(grad_norm)
         self.gradient_steps += steps
-        means = torch.stack([torch.stack(x).mean() for x in (losses, q_means, grad_norms)])
+        means = torch.stack([torch.stack(losses).mean(), torch.cat(q_taken_all).mean(),
+                             torch.stack(grad_norms).mean()])
         loss_mean, q_mean, grad_norm_mean = means.tolist()  # one device sync per phase
         return {
             "train/loss": loss_mean,
@@ -257,14 +268,13 @@ class DQN:
 
         Buffers (normalisation statistics, encodings) are always copied.
         """
-        online, target = list(self.q.parameters()), list(self.q_target.parameters())
+        target, online, target_buffers, online_buffers = self._target_pairs
         if self.config.tau == 1.0:
             torch._foreach_copy_(target, online)
         else:
             torch._foreach_lerp_(target, online, self.config.tau)
-        buffers = list(self.q_target.buffers())
-        if buffers:
-            torch._foreach_copy_(buffers, list(self.q.buffers()))
+        if target_buffers:
+            torch._foreach_copy_(target_buffers, online_buffers)
 
     # --- state ---------------------------------------------------------------------------
 

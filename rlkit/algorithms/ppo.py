@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from rlkit.buffers import RolloutBuffer
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, NanCheck, Transition
-from rlkit.optim import OptimizerConfig, make_optimizer, set_learning_rate
+from rlkit.optim import OptimizerConfig, clip_grad_norm, make_optimizer, set_learning_rate
 from rlkit.schedules import Scheduled, value_at
 from rlkit.validation import ConfigError, param
 
@@ -114,6 +114,10 @@ class ActorCritic(nn.Module):
         critic_features = features if self.share_backbone else self.critic_body(obs)
         return self.policy_head(features), self.value_head(critic_features).squeeze(-1)
 
+    def policy(self, obs: Tensor) -> Tensor:
+        """The policy output alone (logits or Gaussian mean): acting greedily needs no value."""
+        return self.policy_head(self.actor_body(obs))
+
     def value(self, obs: Tensor) -> Tensor:
         return self.value_head(self.critic_body(obs)).squeeze(-1)
 
@@ -159,7 +163,8 @@ class PPO:
             self.model = ActorCritic(ctx.backbone, spec.observation_space, spec.action_space,
                                      share_backbone=config.share_backbone,
                                      log_std_init=config.log_std_init).to(self.device)
-        self.optimizer = make_optimizer(self.model.parameters(), config.optimizer)
+        self.params = list(self.model.parameters())
+        self.optimizer = make_optimizer(self.params, config.optimizer)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
         self.buffer = RolloutBuffer(num_steps=config.n_steps, num_envs=spec.num_envs,
@@ -177,9 +182,9 @@ class PPO:
 
     @torch.no_grad()
     def act(self, obs: Tensor, explore: bool = True) -> Tensor:
-        out, value = self.model(obs)
         if not explore:
-            return self._to_env(self.model.mode(out))
+            return self._to_env(self.model.mode(self.model.policy(obs)))
+        out, value = self.model(obs)
         action = self.model.sample(out, self.generator)
         log_prob, _ = self.model.log_prob_entropy(out, action)
         self._pending = (action, log_prob, value)
@@ -238,15 +243,17 @@ class PPO:
                     value_loss = 0.5 * torch.max((values - batch.return_).pow(2),
                                                  (clipped - batch.return_).pow(2)).mean()
                 entropy_mean = entropy.mean()
-                loss = policy_loss + cfg.vf_coef * value_loss - ent_coef * entropy_mean
+                loss = policy_loss + cfg.vf_coef * value_loss
+                if ent_coef:  # without a bonus, backward need not walk the entropy's graph
+                    loss = loss - ent_coef * entropy_mean
                 self.nan_check.check("train/loss", loss,
                                      "the loss diverged; lower algorithm.optimizer.lr, or scale "
                                      "rewards/observations (env.wrappers)")
-                self.optimizer.zero_grad(set_to_none=True)
+                for weight in self.params:
+                    weight.grad = None
                 loss.backward()
                 if cfg.max_grad_norm is not None:
-                    grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                         cfg.max_grad_norm, foreach=True)
+                    grad_norm = clip_grad_norm(self.params, cfg.max_grad_norm)
                     self.nan_check.check("train/grad_norm", grad_norm,
                                          "exploding gradients; lower algorithm.optimizer.lr or "
                                          "algorithm.max_grad_norm")
