@@ -30,7 +30,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import EVAL_EPISODES, EVAL_EVERY, TARGET, eval_seed, evaluate_sb3, machine
+from cartpole_vs_sb3 import (
+    EVAL_EPISODES,
+    EVAL_EVERY,
+    TARGET,
+    eval_seed,
+    evaluate_sb3,
+    machine,
+    timed_trainer_class,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "cartpole_gpu.yaml"
@@ -39,21 +47,8 @@ SB3_BUDGET = 100_000
 
 def trial_rlkit(seed: int, device: str) -> dict[str, Any]:
     from rlkit import Plugins, load_experiment
-    from rlkit.loop import Trainer
 
-    class TimedTrainer(Trainer):
-        history: list[dict[str, float]]
-        started = 0.0
-        eval_s = 0.0
-
-        def _evaluate(self, logger: Any) -> Any:
-            start = time.perf_counter()
-            result = super()._evaluate(logger)
-            self.history.append({"step": self.env_steps, "return": result.mean,
-                                 "train_s": start - self.started - self.eval_s})
-            self.eval_s += time.perf_counter() - start
-            return result
-
+    TimedTrainer = timed_trainer_class()
     plugins = Plugins.load()
     with tempfile.TemporaryDirectory(prefix="rlkit-bench-") as run_dir:
         overrides = [f"train.seed={seed}", f"train.device={device}", f"run.dir={run_dir}",

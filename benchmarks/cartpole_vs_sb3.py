@@ -87,14 +87,12 @@ def evaluate_sb3(model: Any, seed: int, episodes: int = EVAL_EPISODES) -> float:
 # --- one trial, in its own process -----------------------------------------------------------
 
 
-def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
-    """Train rlkit with the experiment file's hyperparameters; return the eval history."""
-    from rlkit import Plugins, load_experiment
+def timed_trainer_class() -> Any:
+    """rlkit's Trainer, recording each evaluation's step, return and the training time before
+    it (wall time since ``started`` minus the time spent in earlier evaluations)."""
     from rlkit.loop import Trainer
 
     class TimedTrainer(Trainer):
-        """Records each evaluation's step, return and the training time before it."""
-
         history: list[dict[str, float]]
         started = 0.0
         eval_s = 0.0
@@ -107,6 +105,14 @@ def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
             self.eval_s += time.perf_counter() - start
             return result
 
+    return TimedTrainer
+
+
+def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
+    """Train rlkit with the experiment file's hyperparameters; return the eval history."""
+    from rlkit import Plugins, load_experiment
+
+    TimedTrainer = timed_trainer_class()
     plugins = Plugins.load()
     with tempfile.TemporaryDirectory(prefix="rlkit-bench-") as run_dir:
         overrides = [f"train.seed={seed}", f"train.total_steps={budget}",
