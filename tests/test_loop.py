@@ -167,6 +167,7 @@ def test_nan_check_raise_stops_keeps_the_last_good_state_and_names_the_cause(plu
     assert trainer.env_steps < 512
 
 
+@pytest.mark.filterwarnings("ignore:non-finite value in train")
 def test_nan_check_warn_names_the_env_once_and_continues(plugins, tmp_path):
     trainer = Trainer(nan_experiment(plugins, tmp_path, "warn"), plugins,
                       run_dir=tmp_path / "run", progress=False)
