@@ -221,7 +221,7 @@ def _show_settings(name: str, plugins: Plugins, as_json: bool) -> int:
         known = sorted({n for t in tables.values() for n in t})
         raise ConfigError(f"no algorithm, backbone or exploration controller named {name!r}."
                           f"{hint_for(name, known)} Installed: {', '.join(known)}.")
-    out = []
+    out: list[dict[str, Any]] = []
     for kind, (spec, provider) in found:
         docs = field_docs(spec.config)
         keys = []
