@@ -37,6 +37,7 @@ def test_interrupted_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temp files left
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_objects_are_refused(tmp_path: Path):
     class Evil:
         def __reduce__(self):
