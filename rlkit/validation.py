@@ -77,16 +77,32 @@ def from_data(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{_where(path)}: {exc}") from None
 
 
+_SYNONYMS = {
+    "learning_rate": "lr", "lr": "learning_rate", "alpha": "learning_rate",
+    "lambda": "gae_lambda", "lam": "gae_lambda", "epochs": "n_epochs",
+    "clip_range": "clip_coef", "entropy_coef": "ent_coef", "value_coef": "vf_coef",
+    "minibatch_size": "batch_size", "num_steps": "n_steps", "timesteps": "total_steps",
+    "n_timesteps": "total_steps", "n_envs": "num_envs", "env_id": "id",
+}
+"""Names other libraries use for the same setting."""
+
+
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     """The valid name a user most likely meant: a prefix/abbreviation match first, then the
-    closest spelling (``evaluation`` -> ``eval``, ``lerning_rate`` -> ``learning_rate``)."""
+    closest spelling (``evaluation`` -> ``eval``, ``lerning_rate`` -> ``learning_rate``), then
+    the name other libraries use (``learning_rate`` -> ``lr``, ``n_envs`` -> ``num_envs``)."""
     word_l = word.lower()
     prefix = [c for c in choices if len(c) >= 3 and (word_l.startswith(c.lower())
                                                      or c.lower().startswith(word_l))]
     if prefix:
         return max(prefix, key=len)
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
+    if close:
+        return close[0]
+    known = difflib.get_close_matches(word_l, list(_SYNONYMS), n=1, cutoff=0.8)
+    if known and _SYNONYMS[known[0]] in choices:
+        return _SYNONYMS[known[0]]
+    return None
 
 
 def hint_for(word: str, choices: list[str] | tuple[str, ...]) -> str:

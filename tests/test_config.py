@@ -150,3 +150,14 @@ def test_cli_prints_config_error_without_traceback(tmp_path: Path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "env.id" in out.stderr and "CartPole-v1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_names_from_other_libraries_suggest_ours():
+    from rlkit.validation import suggest
+
+    assert suggest("learning_rate", ["name", "lr", "momentum"]) == "lr"
+    assert suggest("lerning_rate", ["name", "lr", "momentum"]) == "lr"
+    assert suggest("n_envs", ["id", "num_envs"]) == "num_envs"
+    assert suggest("clip_range", ["clip_coef", "n_steps"]) == "clip_coef"
+    assert suggest("evaluation", ["eval", "exploration", "env"]) == "eval"
+    assert suggest("zzz", ["eval", "env"]) is None
