@@ -2,8 +2,9 @@
 
 On a CPU the per-step cost of a host check is negligible, so finished episodes are collected
 as they end (their returns feed adaptive exploration). On an accelerator, checking for finished
-episodes every step would stall the device, so returns are summed on the device and read back
-only when :meth:`EpisodeStats.drain` is called (every ``train.log_every`` steps).
+episodes every step would stall the device, so returns are summed on the device, the most
+recent ones are written to a ring buffer there, and both are read back only when
+:meth:`EpisodeStats.drain` is called (every ``train.log_every`` steps).
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from torch import Tensor
 class EpisodeStats:
     """Running per-env returns/lengths and the totals of finished episodes."""
 
+    RING = 4096
+    """On an accelerator, at most this many of the episodes finished between two drains are
+    kept individually (the most recent); the means count all of them."""
+
     def __init__(self, num_envs: int, device: torch.device) -> None:
         self.device = device
         self.sync_free = device.type != "cpu"
+        self._ring = torch.zeros(self.RING + 1, dtype=torch.float64, device=device)  # +1: spare
+        self._ring_count = torch.zeros((), dtype=torch.long, device=device)
         self.ep_return = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.ep_length = torch.zeros(num_envs, dtype=torch.long, device=device)
         self._sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -38,6 +45,10 @@ class EpisodeStats:
             self.ep_length += valid
             done = done & valid
         if self.sync_free:
+            # Finished episodes go to consecutive ring slots, the others to the spare one.
+            slot = (self._ring_count + done.long().cumsum(0) - 1) % self.RING
+            self._ring.scatter_(0, torch.where(done, slot, self.RING), self.ep_return)
+            self._ring_count += done.sum()
             self._sum += (self.ep_return * done).sum()
             self._len_sum += (self.ep_length * done).sum()
             self._count += done.sum()
@@ -65,6 +76,12 @@ class EpisodeStats:
                 "rollout/episodes": float(count),
             }
         finished, self.finished = self.finished, []
+        if self.sync_free and count:
+            kept = min(count, self.RING)
+            start = (count - kept) % self.RING
+            order = (torch.arange(kept, device=self.device) + start) % self.RING
+            finished = self._ring[order].tolist()
+            self._ring_count.zero_()
         self._sum.zero_()
         self._len_sum.zero_()
         self._count.zero_()
