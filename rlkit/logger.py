@@ -94,8 +94,8 @@ class RunLogger:
 def summary_table(summary: Mapping[str, Any]) -> Table:
     """The table printed at the end of a run."""
     table = Table(title="rlkit run summary", show_header=False, title_style="bold")
-    table.add_column("", style="bold")
-    table.add_column("")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")  # a long run directory wraps instead of being cut
     mean, std = summary.get("final_eval_return_mean"), summary.get("final_eval_return_std")
     if mean is not None:
         episodes = summary.get("final_eval_episodes", "?")
@@ -112,4 +112,11 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
 
 
 def print_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
-    (console or Console(file=sys.stdout)).print(summary_table(summary))
+    console = console or Console(file=sys.stdout)
+    console.print(summary_table(summary))
+    run_dir = summary.get("run_dir")
+    if run_dir:  # whole, unwrapped lines that can be copied
+        console.print(f"next: rlkit eval {run_dir}", soft_wrap=True, markup=False,
+                      highlight=False)
+        console.print(f"      tensorboard --logdir {run_dir}", soft_wrap=True, markup=False,
+                      highlight=False)

@@ -251,3 +251,19 @@ def test_console_script_runs():
     help_result = subprocess.run([str(script), "--help"], capture_output=True, text=True,
                                  env=env, timeout=120, check=False)
     assert help_result.returncode == 0 and "rlkit train" in help_result.stdout
+
+
+def test_train_then_eval_a_run_directory_and_a_checkpoint(tmp_path, plugins, capsys):
+    run = tmp_path / "run"
+    status = main(["train", str(CARTPOLE), "--run-dir", str(run), "--no-progress",
+                   "--set", "train.total_steps=512", "--set", "eval.every=0",
+                   "--set", "eval.episodes=2", "--set", "env.num_envs=2"], plugins=plugins)
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "final eval return" in out and str(run) in out
+    assert main(["eval", str(run), "--episodes", "3", "--json"], plugins=plugins) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3 and len(result["returns"]) == 3
+    checkpoint = run / "checkpoints" / "latest.pt"
+    assert main(["eval", str(checkpoint), "--episodes", "2"], plugins=plugins) == 0
+    assert "±" in capsys.readouterr().out
