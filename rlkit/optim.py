@@ -14,6 +14,7 @@ take thousands of gradient steps).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, config: OptimizerConfig,
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)`` on a copy of ``state``.
+
+    torch keeps the given moment tensors when their dtype and device already match, so loading
+    another live optimizer's ``state_dict()`` directly would make both update the same tensors.
+    """
+    optimizer.load_state_dict(copy.deepcopy(state))
 
 
 def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float | None) -> Tensor:

@@ -12,7 +12,8 @@ The checks, each also callable on its own:
 
 * :func:`check_smoke` -- a short training run finishes and actions lie in the action space;
 * :func:`check_save_load` -- ``state_dict`` survives ``torch.save``/``torch.load(weights_only=
-  True)`` and a freshly built agent that loads it acts identically;
+  True)`` and a freshly built agent that loads it acts identically; an agent loaded from
+  another's live ``state_dict()`` shares no tensors with it;
 * :func:`check_determinism` -- two runs with the same config and seed end with identical
   parameters (on the CPU);
 * :func:`check_exact_resume` -- a run stopped half-way, checkpointed and resumed ends with
@@ -117,6 +118,16 @@ def check_save_load(experiment: Experiment, plugins: Plugins) -> None:
     probe = env.reset(seed=2)
     assert torch.equal(agent.act(probe, explore=False), fresh.act(probe, explore=False)), (
         f"{name}: a loaded agent acts differently from the saved one")
+    # Loaded straight from a live agent (no serialisation), the two must stay independent:
+    # driven alike, they end alike, and neither moves the other's tensors.
+    twin, _ = build_agent(other_seed, plugins, _spec(env), torch.device("cpu"))
+    twin.load_state_dict(agent.state_dict())
+    twin_env = make_env(env_options(experiment))
+    _drive(agent, env, env.reset(seed=3), 64)
+    _drive(twin, twin_env, twin_env.reset(seed=3), 64)
+    assert_state_equal(agent.state_dict(), twin.state_dict(),
+                       f"{name}: an agent loaded from another's in-memory state_dict (they must "
+                       f"not share tensors, e.g. optimizer moments)")
 
 
 def check_determinism(experiment: Experiment, plugins: Plugins, workdir: Path) -> None:

@@ -45,3 +45,19 @@ def test_bad_optimizer_settings_name_the_key():
         from_data(OptimizerConfig, {"name": "sgd", "momentum": 1.5}, "algorithm.optimizer")
     with pytest.raises(ConfigError, match="nesterov"):
         from_data(OptimizerConfig, {"name": "adam", "nesterov": True}, "algorithm.optimizer")
+
+
+def test_loading_a_live_optimizers_state_shares_no_tensors():
+    from rlkit.optim import load_optimizer_state
+
+    a_params, b_params = params(), params()
+    a = make_optimizer(a_params, OptimizerConfig(name="adam", lr=0.1))
+    b = make_optimizer(b_params, OptimizerConfig(name="adam", lr=0.1))
+    a_params[0].grad = torch.ones(3)
+    a.step()
+    load_optimizer_state(b, a.state_dict())
+    moment = a.state[a_params[0]]["exp_avg"]
+    assert b.state[b_params[0]]["exp_avg"].data_ptr() != moment.data_ptr()
+    b_params[0].grad = torch.ones(3)
+    b.step()
+    assert torch.equal(moment, torch.full((3,), 0.1))  # a's moment untouched by b's step

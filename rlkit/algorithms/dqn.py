@@ -36,7 +36,13 @@ from rlkit.buffers import ReplayBatch, ReplayBuffer
 from rlkit.exploration import ScheduleExploration, linear
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
-from rlkit.optim import OptimizerConfig, clip_grad_norm, make_optimizer, set_learning_rate
+from rlkit.optim import (
+    OptimizerConfig,
+    clip_grad_norm,
+    load_optimizer_state,
+    make_optimizer,
+    set_learning_rate,
+)
 from rlkit.schedules import Schedule, Scheduled
 from rlkit.validation import ConfigError, param
 
@@ -297,7 +303,7 @@ class DQN:
         """Restore what :meth:`state_dict` returned; learning continues exactly."""
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.exploration.load_state_dict(state["exploration"])
         self.buffer.load_state_dict(state["buffer"])

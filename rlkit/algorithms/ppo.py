@@ -16,7 +16,6 @@ the value of their final observation; terminated ones do not.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,13 @@ from torch import Tensor, nn
 from rlkit.buffers import RolloutBuffer
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, NanCheck, Transition
-from rlkit.optim import OptimizerConfig, clip_grad_norm, make_optimizer, set_learning_rate
+from rlkit.optim import (
+    OptimizerConfig,
+    clip_grad_norm,
+    load_optimizer_state,
+    make_optimizer,
+    set_learning_rate,
+)
 from rlkit.schedules import Scheduled, value_at
 from rlkit.validation import ConfigError, param
 
@@ -298,9 +303,7 @@ class PPO:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        # torch's optimizer keeps the given moment tensors when dtype and device already match;
-        # copy them so that two agents never share (and doubly update) the same state.
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.buffer.load_state_dict(state["buffer"])
         self.env_steps = int(state["env_steps"])

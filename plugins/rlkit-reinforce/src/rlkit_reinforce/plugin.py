@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Transition
-from rlkit.optim import OptimizerConfig, make_optimizer, set_learning_rate
+from rlkit.optim import OptimizerConfig, load_optimizer_state, make_optimizer, set_learning_rate
 from rlkit.validation import ConfigError, param
 
 
@@ -157,7 +157,7 @@ class Reinforce:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.baseline.load_state_dict(state["baseline"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.rollout = [[x.to(self.device) for x in step] for step in state["rollout"]]
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
