@@ -165,24 +165,17 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
 
 def _run_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     from rlkit import checkpoint as ckpt
-    from rlkit.config import resolve
     from rlkit.environments import make_env
     from rlkit.evaluation import evaluate
-    from rlkit.interfaces import EnvSpec
-    from rlkit.loop import build_agent, env_options, resolve_device
+    from rlkit.loop import env_options, load_agent, resolve_device
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     path = ckpt.find_checkpoint(args.target)
-    state = ckpt.load(path)
-    experiment = resolve(state["config"], plugins, source=str(path))
-    device = resolve_device(args.device)
+    agent, experiment = load_agent(path, plugins, device=args.device)
     n = args.num_envs or min(args.episodes, 32)
-    env = make_env(env_options(experiment, for_eval=True), device=device, num_envs=n)
-    spec = EnvSpec(observation_space=env.single_observation_space,
-                   action_space=env.single_action_space, num_envs=experiment.env.num_envs)
-    agent, _ = build_agent(experiment, plugins, spec, device)
-    agent.load_state_dict(state["agent"])
+    env = make_env(env_options(experiment, for_eval=True), device=resolve_device(args.device),
+                   num_envs=n)
     result = evaluate(agent, env, episodes=args.episodes, seed=args.seed,
                       deterministic=not args.stochastic)
     env.close()
