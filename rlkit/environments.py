@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
@@ -147,9 +148,6 @@ class TorchVectorEnv:
         if not bool(mask_t.any()):
             return obs
         next_obs = obs.clone()
-        if isinstance(final, Tensor):
-            next_obs[mask_t] = final.to(self.device, self._obs_dtype)[mask_t]
-            return next_obs
         idx = np.flatnonzero(np.asarray(mask))
         rows = np.stack([np.asarray(final[i]) for i in idx])
         next_obs[torch.as_tensor(idx, device=self.device)] = self._obs(rows)
@@ -203,7 +201,7 @@ def make_env(
     if vectorization == "auto":
         batched = native is not None and not options.wrappers
         vectorization = "vector_entry_point" if batched else "sync"
-    if vectorization == "vector_entry_point" and native is not None and native:
+    if vectorization == "vector_entry_point" and native:
         kwargs.setdefault("device", str(device))  # the env's state lives with the agent
     wrappers = [
         functools.partial(_resolve_wrapper(name, i), **wkwargs)
@@ -240,15 +238,13 @@ def _torch_native(env_id: str) -> bool | None:
         spec = gym.spec(env_id)
     except Exception:
         return None
-    entry = spec.vector_entry_point
-    if entry is None:
+    if spec.vector_entry_point is None:
         return None
-    if isinstance(entry, str):
-        try:
-            module, _, attr = entry.partition(":")
-            entry = getattr(importlib.import_module(module), attr)
-        except Exception:
-            return None
+    try:
+        entry = (load_env_creator(spec.vector_entry_point)
+                 if isinstance(spec.vector_entry_point, str) else spec.vector_entry_point)
+    except Exception:
+        return None
     if not getattr(entry, "accepts_tensors", False):
         return None
     try:

@@ -166,10 +166,10 @@ class NanCheck:
         self._deferred: dict[str, tuple[Tensor, str]] = {}
 
     def check(self, name: str, value: Tensor, cause: str) -> None:
-        if not self.enabled:
-            return
+        if not self.enabled or not (value.is_floating_point() or value.is_complex()):
+            return  # integers and booleans are always finite
         if self.mode == "warn" and not value.is_cpu:
-            if name in self.warned or not (value.is_floating_point() or value.is_complex()):
+            if name in self.warned:
                 return
             bad = ~torch.isfinite(value).all()
             pending = self._deferred.get(name)
@@ -181,8 +181,6 @@ class NanCheck:
                     return
             elif all(map(math.isfinite, value.reshape(-1).tolist())):
                 return
-        elif not (value.is_floating_point() or value.is_complex()):
-            return  # integers and booleans are always finite
         elif bool(torch.isfinite(value).all()):
             return
         self._report(name, cause)

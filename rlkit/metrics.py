@@ -26,7 +26,6 @@ class EpisodeStats:
         self.device = device
         self.sync_free = device.type != "cpu"
         self._ring = torch.zeros(self.RING + 1, dtype=torch.float64, device=device)  # +1: spare
-        self._ring_count = torch.zeros((), dtype=torch.long, device=device)
         self.ep_return = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.ep_length = torch.zeros(num_envs, dtype=torch.long, device=device)
         self._sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -45,10 +44,10 @@ class EpisodeStats:
             self.ep_length += valid
             done = done & valid
         if self.sync_free:
-            # Finished episodes go to consecutive ring slots, the others to the spare one.
-            slot = (self._ring_count + done.long().cumsum(0) - 1) % self.RING
+            # Finished episodes go to consecutive ring slots (after the ``_count`` written since
+            # the last drain), the others to the spare one.
+            slot = (self._count + done.long().cumsum(0) - 1) % self.RING
             self._ring.scatter_(0, torch.where(done, slot, self.RING), self.ep_return)
-            self._ring_count += done.sum()
             self._sum += (self.ep_return * done).sum()
             self._len_sum += (self.ep_length * done).sum()
             self._count += done.sum()
@@ -81,7 +80,6 @@ class EpisodeStats:
             start = (count - kept) % self.RING
             order = (torch.arange(kept, device=self.device) + start) % self.RING
             finished = self._ring[order].tolist()
-            self._ring_count.zero_()
         self._sum.zero_()
         self._len_sum.zero_()
         self._count.zero_()
