@@ -126,7 +126,6 @@ class TorchVectorEnv:
         return {"env": snapshot.capture(self.env), "prev_done": self._prev_done.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.env.reset(seed=0)  # create every lazily-built attribute, then overwrite them all
         snapshot.restore(self.env, state["env"])
         self._prev_done = state["prev_done"].to(self.device)
 
