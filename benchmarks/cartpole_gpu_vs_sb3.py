@@ -30,15 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import (
-    EVAL_EPISODES,
-    EVAL_EVERY,
-    TARGET,
-    eval_seed,
-    evaluate_sb3,
-    machine,
-    timed_trainer_class,
-)
+from cartpole_vs_sb3 import TARGET, machine, sb3_timed_eval, sb3_zoo_model, timed_trainer_class
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "cartpole_gpu.yaml"
@@ -69,38 +61,8 @@ def trial_sb3(seed: int, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-
-    class StopAtTarget(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = EVAL_EVERY
-            self.history: list[dict[str, float]] = []
-            self.started = 0.0
-            self.eval_s = 0.0
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval:
-                start = time.perf_counter()
-                mean = evaluate_sb3(self.model, eval_seed(seed, len(self.history)),
-                                    EVAL_EPISODES)
-                self.history.append({"step": self.num_timesteps, "return": mean,
-                                     "train_s": start - self.started - self.eval_s})
-                self.eval_s += time.perf_counter() - start
-                self.next_eval = (self.num_timesteps // EVAL_EVERY + 1) * EVAL_EVERY
-                return mean < TARGET
-            return True
-
-    def linear(start: float) -> Any:
-        return lambda progress_remaining: progress_remaining * start
-
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
-    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
-                n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
-                seed=seed, device="cpu", verbose=0)
-    callback = StopAtTarget()
+    model = sb3_zoo_model("ppo", seed)
+    callback = sb3_timed_eval(seed, SB3_BUDGET, stop_at_target=True)
     callback.started = time.perf_counter()
     model.learn(total_timesteps=SB3_BUDGET, callback=callback)
     reached = next((h for h in callback.history if h["return"] >= TARGET), None)

@@ -134,18 +134,13 @@ def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
             "eval_s": trainer.eval_s, "history": trainer.history, "threads": threads}
 
 
-def trial_sb3(algo: str, seed: int, budget: int, threads: int) -> dict[str, Any]:
-    """Train Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1 hyperparameters."""
-    import torch
-
-    torch.set_num_threads(threads)
-    from stable_baselines3 import DQN, PPO
+def sb3_timed_eval(seed: int, budget: int, stop_at_target: bool = False) -> Any:
+    """An SB3 callback: evaluates every EVAL_EVERY steps (and at the budget) with the clock
+    stopped, recording step, return and training time; stops at the budget, or at the first
+    evaluation reaching TARGET when ``stop_at_target``."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
 
     class TimedEval(BaseCallback):
-        """Evaluates every EVAL_EVERY steps with the clock stopped; stops at the budget."""
-
         def __init__(self) -> None:
             super().__init__()
             self.next_eval = EVAL_EVERY
@@ -161,24 +156,41 @@ def trial_sb3(algo: str, seed: int, budget: int, threads: int) -> dict[str, Any]
                                      "train_s": start - self.started - self.eval_s})
                 self.eval_s += time.perf_counter() - start
                 self.next_eval = (self.num_timesteps // EVAL_EVERY + 1) * EVAL_EVERY
+                if stop_at_target and mean >= TARGET:
+                    return False
             return self.num_timesteps < budget
+
+    return TimedEval()
+
+
+def sb3_zoo_model(algo: str, seed: int) -> Any:
+    """Stable-Baselines3's PPO or DQN with rl-baselines3-zoo's CartPole-v1 hyperparameters."""
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.env_util import make_vec_env
 
     def linear(start: float) -> Any:
         return lambda progress_remaining: progress_remaining * start  # zoo's lin_<start>
 
     if algo == "ppo":
         env = make_vec_env(ENV_ID, n_envs=8, seed=seed)
-        model: Any = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8,
-                         gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3),
-                         clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
-    else:
-        env = make_vec_env(ENV_ID, n_envs=1, seed=seed)
-        model = DQN("MlpPolicy", env, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
-                    learning_starts=1000, gamma=0.99, target_update_interval=10,
-                    train_freq=256, gradient_steps=128, exploration_fraction=0.16,
-                    exploration_final_eps=0.04, policy_kwargs={"net_arch": [256, 256]},
-                    seed=seed, device="cpu", verbose=0)
-    callback = TimedEval()
+        return PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8,
+                   gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3),
+                   clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
+    env = make_vec_env(ENV_ID, n_envs=1, seed=seed)
+    return DQN("MlpPolicy", env, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+               learning_starts=1000, gamma=0.99, target_update_interval=10,
+               train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+               exploration_final_eps=0.04, policy_kwargs={"net_arch": [256, 256]},
+               seed=seed, device="cpu", verbose=0)
+
+
+def trial_sb3(algo: str, seed: int, budget: int, threads: int) -> dict[str, Any]:
+    """Train Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1 hyperparameters."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model = sb3_zoo_model(algo, seed)
+    callback = sb3_timed_eval(seed, budget)
     callback.started = time.perf_counter()
     model.learn(total_timesteps=budget, callback=callback)
     total_s = time.perf_counter() - callback.started
