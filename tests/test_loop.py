@@ -13,10 +13,11 @@ import torch
 import yaml
 
 from rlkit import checkpoint as ckpt
+from rlkit.config import resolve
 from rlkit.hookspecs import hookimpl
 from rlkit.loop import Trainer
 from rlkit.plugins import Plugins
-from rlkit.testing import experiment_for
+from rlkit.testing import assert_state_equal, experiment_for
 
 PARAMS = {"n_steps": 16, "batch_size": 32, "n_epochs": 1}
 
@@ -54,8 +55,6 @@ def small(plugins: Plugins, tmp_path: Path, steps: int = 512):
     data = exp.to_data()
     data["eval"] = {"every": 256, "episodes": 2}
     data["train"]["checkpoint_every"] = 256
-    from rlkit.config import resolve
-
     return resolve(data, plugins)
 
 
@@ -120,8 +119,6 @@ def test_training_in_slices_equals_one_run(plugins, tmp_path):
     sliced = Trainer(exp, plugins, run_dir=tmp_path / "sliced", progress=False)
     for stop in (128, 320, None):
         sliced.run(max_steps=stop)
-    from rlkit.testing import assert_state_equal
-
     assert sliced.env_steps == whole.env_steps
     assert_state_equal(whole.agent.state_dict(), sliced.agent.state_dict(), "sliced vs whole")
 
@@ -151,8 +148,6 @@ def nan_experiment(plugins: Plugins, tmp_path: Path, mode: str):
     data["env"]["id"] = "test/NanRewardCartPole-v0"
     data["train"]["nan_check"] = mode
     data["eval"] = {"every": 0}
-    from rlkit.config import resolve
-
     return resolve(data, plugins)
 
 
