@@ -310,19 +310,25 @@ class RolloutBuffer:
         """One shuffled pass over the valid rows of the flattened ``T * N`` rollout.
 
         Every valid row appears exactly once; the last minibatch holds the remainder when
-        ``batch_size`` does not divide the number of valid rows.
+        ``batch_size`` does not divide the number of valid rows. When one minibatch holds the
+        whole rollout it is yielded in storage order, without a shuffle or a copy: the losses
+        are means over the minibatch, which order does not change.
 
         :param batch_size: rows per minibatch.
         :param generator: the random source for the shuffle (on this buffer's device).
         """
         valid = self.valid[: self.step].flatten()
-        order = torch.randperm(valid.numel(), generator=generator, device=self.device)
-        if not bool(valid.all()):
-            order = order[valid[order]]
         rows = self.step * self.num_envs
         fields = (self.obs, self.action, self.log_prob, self.value, self.advantages,
                   self.returns)
         flat = [x[: self.step].reshape(rows, *x.shape[2:]) for x in fields]
+        all_valid = bool(valid.all())
+        if all_valid and batch_size >= rows:
+            yield RolloutBatch(*flat)
+            return
+        order = torch.randperm(rows, generator=generator, device=self.device)
+        if not all_valid:
+            order = order[valid[order]]
         for start in range(0, order.numel(), batch_size):
             idx = order[start:start + batch_size]
             yield RolloutBatch(*(x[idx] for x in flat))

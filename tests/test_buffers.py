@@ -172,14 +172,15 @@ def test_rollout_compute_fills_gae():
     assert torch.equal(buf.advantages, adv) and torch.equal(buf.returns, ret)
 
 
+@pytest.mark.parametrize("batch_size", [5, 24, 100])
 @pytest.mark.parametrize("valid_every", [0, 2, 3])
-def test_rollout_minibatches_cover_every_valid_row_once(valid_every: int):
+def test_rollout_minibatches_cover_every_valid_row_once(valid_every: int, batch_size: int):
     buf = rollout(steps=6, envs=4)
     fill(buf, valid_every)
     buf.compute(torch.zeros(6, 4), 0.99, 0.95)
     seen: list[float] = []
-    for batch in buf.minibatches(5, torch.Generator().manual_seed(0)):
-        assert batch.obs.shape[1:] == (3,) and len(batch.obs) <= 5
+    for batch in buf.minibatches(batch_size, torch.Generator().manual_seed(0)):
+        assert batch.obs.shape[1:] == (3,) and len(batch.obs) <= batch_size
         assert torch.equal(batch.obs[:, 0], -batch.log_prob)  # fields stay aligned
         seen.extend(batch.obs[:, 0].tolist())
     expected = buf.obs[..., 0][buf.valid].tolist()
@@ -201,6 +202,18 @@ def test_rollout_minibatches_are_shuffled_deterministically():
     assert order(3) == order(3)
     assert order(3) != order(4)
     assert order(3) != sorted(order(3))
+
+
+def test_one_minibatch_of_the_whole_rollout_is_the_storage_itself():
+    buf = rollout(steps=6, envs=4)
+    fill(buf)
+    buf.compute(torch.zeros(6, 4), 0.99, 0.95)
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    (batch,) = buf.minibatches(24, gen)
+    assert torch.equal(batch.obs, buf.obs.flatten(0, 1))
+    assert batch.obs.data_ptr() == buf.obs.data_ptr()  # a view, not a copy
+    assert torch.equal(gen.get_state(), state)  # no shuffle drawn
 
 
 def test_rollout_state_dict_round_trip():

@@ -80,10 +80,21 @@ def test_gaussian_log_prob_and_entropy_match_torch_distributions():
 def test_gumbel_max_sampling_follows_the_softmax():
     agent = make_ppo()
     logits = torch.tensor([[1.0, 0.0, -1.0]]).expand(200_000, 3)
-    counts = torch.bincount(agent.model.sample(logits, agent.generator), minlength=3).double()
+    actions, log_prob = agent.model.sample(logits, agent.generator)
+    counts = torch.bincount(actions, minlength=3).double()
     expected = torch.softmax(logits[0].double(), 0)
     # 200k draws: the standard error of each frequency is below 0.0012.
     torch.testing.assert_close(counts / counts.sum(), expected, atol=5e-3, rtol=0)
+    torch.testing.assert_close(log_prob, agent.model.log_prob_entropy(logits, actions)[0])
+
+
+def test_a_gaussian_samples_log_probability_is_its_density():
+    agent = make_ppo(CONTINUOUS, log_std_init=0.5)
+    mean = torch.randn(1000, 2)
+    actions, log_prob = agent.model.sample(mean, agent.generator)
+    torch.testing.assert_close(log_prob, agent.model.log_prob_entropy(mean, actions)[0],
+                               rtol=1e-5, atol=1e-5)
+    assert abs(float((actions - mean).std()) - math.exp(0.5)) < 0.1
 
 
 def test_continuous_actions_are_clipped_to_the_bounds_and_the_mode_is_the_mean():

@@ -138,12 +138,18 @@ class ActorCritic(nn.Module):
         entropy = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
         return log_prob, entropy
 
-    def sample(self, out: Tensor, generator: torch.Generator) -> Tensor:
+    def sample(self, out: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """An action drawn from the policy and its log-probability (no entropy: acting does
+        not need it)."""
         if self.discrete:  # Gumbel-max: one uniform draw per logit, no distribution objects
+            log_p = torch.log_softmax(out, dim=-1)
             u = torch.rand(out.shape, generator=generator, device=out.device)
-            return torch.argmax(out - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
-        noise = torch.randn(out.shape, generator=generator, device=out.device)
-        return out + noise * self.log_std.exp()
+            action = torch.argmax(log_p - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
+            return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        z = torch.randn(out.shape, generator=generator, device=out.device)
+        log_std = self.log_std
+        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return out + z * log_std.exp(), log_prob
 
     def mode(self, out: Tensor) -> Tensor:
         return torch.argmax(out, dim=-1) if self.discrete else out
@@ -190,8 +196,7 @@ class PPO:
         if not explore:
             return self._to_env(self.model.mode(self.model.policy(obs)))
         out, value = self.model(obs)
-        action = self.model.sample(out, self.generator)
-        log_prob, _ = self.model.log_prob_entropy(out, action)
+        action, log_prob = self.model.sample(out, self.generator)
         self._pending = (action, log_prob, value)
         return self._to_env(action)
 
