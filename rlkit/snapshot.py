@@ -3,9 +3,10 @@
 Exact resume needs the environments to continue where they stopped: mid-episode positions,
 step counters of time limits, and every random generator. Gymnasium has no API for that, so
 :func:`capture` walks the environment graph (vector env -> sub-envs -> wrappers -> unwrapped
-env, plus their spaces) and records the attributes that are plain state: numbers, numeric
-numpy arrays and numpy random generators. Constants such as maps or transition tables are
-left alone. The result holds only tensors and plain Python data, so a checkpoint stays loadable
+env, plus their spaces and the helper objects of gymnasium's wrappers, such as
+``NormalizeObservation``'s running statistics) and records the attributes that are plain state:
+numbers, numeric numpy arrays and tensors, lists, tuples and deques of those (a frame stack) and
+numpy random generators. Constants such as maps or transition tables are left alone. The result holds only tensors and plain Python data, so a checkpoint stays loadable
 with ``torch.load(weights_only=True)``.
 
 An environment that keeps state elsewhere (a physics engine's memory, a subprocess) can
@@ -14,6 +15,7 @@ provide ``state_dict()``/``load_state_dict()`` itself; those are used when prese
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -65,7 +67,7 @@ def _walk(obj: Any, prefix: str, state: dict[str, Any], seen: set[int], capture_
         return
     for name, value in list(vars(obj).items()):
         path = f"{prefix}{name}"
-        if _is_node(value):
+        if _is_node(value) or _is_wrapper_helper(value):
             _walk(value, f"{path}.", state, seen, capture_mode)
         elif isinstance(value, (list, tuple)) and value and all(_is_node(v) for v in value):
             for i, child in enumerate(value):
@@ -94,6 +96,12 @@ def _is_node(value: Any) -> bool:
     )
 
 
+def _is_wrapper_helper(value: Any) -> bool:
+    """A state-holding object of a gymnasium wrapper (e.g. a running mean and variance)."""
+    return (not isinstance(value, type) and hasattr(value, "__dict__")
+            and type(value).__module__.startswith("gymnasium.wrappers"))
+
+
 class _Skip:
     pass
 
@@ -115,10 +123,12 @@ def _encode(value: Any) -> Any:
                 "dtype": value.dtype.str}
     if isinstance(value, torch.Tensor):
         return {"__tensor__": value.detach().clone()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, deque)):
         items = [_encode(v) for v in value]
         if any(i is _SKIP for i in items):
             return _SKIP
+        if isinstance(value, deque):
+            return {"__deque__": items, "maxlen": value.maxlen}
         return {"__seq__": "tuple" if isinstance(value, tuple) else "list", "items": items}
     return _SKIP
 
@@ -141,6 +151,13 @@ def _decode(data: Any, current: Any) -> Any:
             current.copy_(data["__tensor__"])
             return current
         return data["__tensor__"].clone()
+    if "__deque__" in data:
+        items = [_decode(d, None) for d in data["__deque__"]]
+        if isinstance(current, deque) and current.maxlen == data["maxlen"]:
+            current.clear()  # keep identity
+            current.extend(items)
+            return current
+        return deque(items, maxlen=data["maxlen"])
     if "__seq__" in data:
         olds = list(current) if isinstance(current, (list, tuple)) else []
         items = [_decode(d, olds[i] if i < len(olds) else None)

@@ -82,7 +82,10 @@ def test_dtypes_follow_spaces():
     EnvOptions(id="FrozenLake-v1", num_envs=3, kwargs={"is_slippery": True}),
     EnvOptions(id="Taxi-v4", num_envs=2, autoreset_mode="next_step"),
     EnvOptions(id="Pendulum-v1", num_envs=2),
-], ids=lambda o: f"{o.id}-{o.vectorization}-{o.autoreset_mode}")
+    EnvOptions(id="CartPole-v1", num_envs=3, wrappers=(
+        ("gymnasium.wrappers.FrameStackObservation", {"stack_size": 4}),
+        ("gymnasium.wrappers.NormalizeObservation", {}))),
+], ids=lambda o: f"{o.id}-{o.vectorization}-{o.autoreset_mode}-{len(o.wrappers)}")
 def test_snapshot_restores_exactly(options):
     """A fresh env loaded from a snapshot continues bit-identically (for exact resume)."""
     env = make_env(options)
