@@ -6,8 +6,9 @@ step counters of time limits, and every random generator. Gymnasium has no API f
 env, plus their spaces and the helper objects of gymnasium's wrappers, such as
 ``NormalizeObservation``'s running statistics) and records the attributes that are plain state:
 numbers, numeric numpy arrays and tensors, lists, tuples and deques of those (a frame stack) and
-numpy random generators. Constants such as maps or transition tables are left alone. The result holds only tensors and plain Python data, so a checkpoint stays loadable
-with ``torch.load(weights_only=True)``.
+numpy random generators. Constants such as maps or transition tables are left alone. The
+result holds only tensors and plain Python data, so a checkpoint stays loadable with
+``torch.load(weights_only=True)``.
 
 An environment that keeps state elsewhere (a physics engine's memory, a subprocess) can
 provide ``state_dict()``/``load_state_dict()`` itself; those are used when present.

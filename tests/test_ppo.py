@@ -91,7 +91,8 @@ def test_gumbel_max_sampling_follows_the_softmax():
 def test_a_gaussian_samples_log_probability_is_its_density():
     agent = make_ppo(CONTINUOUS, log_std_init=0.5)
     mean = torch.randn(1000, 2)
-    actions, log_prob = agent.model.sample(mean, agent.generator)
+    with torch.no_grad():
+        actions, log_prob = agent.model.sample(mean, agent.generator)
     torch.testing.assert_close(log_prob, agent.model.log_prob_entropy(mean, actions)[0],
                                rtol=1e-5, atol=1e-5)
     assert abs(float((actions - mean).std()) - math.exp(0.5)) < 0.1
