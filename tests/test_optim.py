@@ -111,6 +111,21 @@ def random_grads(params, generator):
         p.grad = torch.randn(p.shape, generator=generator)
 
 
+def step_twins(first, first_params, second, second_params, generator, steps):
+    """Step two optimizers ``steps`` times on the same random gradients."""
+    for _ in range(steps):
+        random_grads(first_params, generator.clone_state())
+        random_grads(second_params, generator)
+        first.step()
+        second.step()
+
+
+def copy_values(targets, sources):
+    with torch.no_grad():
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_optimizer_steps_exactly_as_torch_optim(case):
     data, torch_cls, kwargs = CASES[case]
@@ -149,16 +164,10 @@ def test_torch_optims_state_loads_and_training_continues_the_same(case):
     for _ in range(5):
         random_grads(theirs_params, g)
         theirs.step()
-    with torch.no_grad():
-        for a, b in zip(ours_params, theirs_params, strict=True):
-            a.copy_(b)
+    copy_values(ours_params, theirs_params)
     ours = make_optimizer(ours_params, from_data(OptimizerConfig, data, "algorithm.optimizer"))
     ours.load_state_dict(theirs.state_dict())
-    for _ in range(5):
-        random_grads(ours_params, g.clone_state())
-        random_grads(theirs_params, g)
-        ours.step()
-        theirs.step()
+    step_twins(ours, ours_params, theirs, theirs_params, g, 5)
     for a, b in zip(ours_params, theirs_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
@@ -170,18 +179,12 @@ def test_state_dict_round_trip_continues_exactly():
     for _ in range(3):
         random_grads(a_params, g)
         a.step()
-    with torch.no_grad():
-        for x, y in zip(b_params, a_params, strict=True):
-            x.copy_(y)
+    copy_values(b_params, a_params)
     b = Adam(b_params, lr=0.5)
     b.load_state_dict(a.state_dict())
     assert b.param_groups[0]["lr"] == 0.01
     assert float(b.state[b_params[0]]["step"]) == 3.0
-    for _ in range(3):
-        random_grads(a_params, g.clone_state())
-        random_grads(b_params, g)
-        a.step()
-        b.step()
+    step_twins(a, a_params, b, b_params, g, 3)
     for x, y in zip(a_params, b_params, strict=True):
         assert torch.equal(x, y)
 
