@@ -20,6 +20,8 @@ from rlkit.testing import (
 )
 
 FROZEN_LAKE = {"id": "FrozenLake-v1", "num_envs": 2, "kwargs": {"is_slippery": False}}
+MINATAR_CNN = {"name": "cnn", "channels": [8], "kernel_sizes": [3], "strides": [1],
+               "hidden_sizes": [32]}
 
 # (algorithm, case id) -> experiment_for(...) arguments
 CASES: dict[tuple[str, str], dict[str, Any]] = {
@@ -31,6 +33,13 @@ CASES: dict[tuple[str, str], dict[str, Any]] = {
                          "params": {"learning_starts": 64, "train_freq": 16,
                                     "gradient_steps": 4, "batch_size": 32,
                                     "target_update_interval": 50, "buffer_size": 500}},
+    ("ppo", "cnn-breakout"): {"env_id": "rlkit/Breakout-v0", "steps": 256, "backbone": MINATAR_CNN,
+                             "params": {"n_steps": 16, "batch_size": 16, "n_epochs": 2,
+                                        "share_backbone": True}},
+    ("dqn", "cnn-breakout"): {"env_id": "rlkit/Breakout-v0", "steps": 300, "backbone": MINATAR_CNN,
+                             "params": {"learning_starts": 64, "train_freq": 16,
+                                        "gradient_steps": 4, "batch_size": 32,
+                                        "target_update_interval": 50, "buffer_size": 500}},
     ("qlearning", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
     ("sarsa", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
 }
