@@ -43,7 +43,8 @@ TRAIN_HELP = """\
 Train the agent an experiment file describes.
 
 The run directory (runs/<algorithm>-<env>-<date> by default) receives the resolved config,
-a manifest of versions, TensorBoard events, checkpoints and summary.json.
+a manifest of versions, TensorBoard events (also as scalars.csv), checkpoints, summary.json
+and curves.png (training and evaluation returns against env steps).
 
 examples:
   rlkit train experiments/cartpole.yaml
@@ -119,6 +120,17 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
 
+def _plot(run_dir: Path) -> Path | None:
+    """The run's learning curves as a PNG; a run still finishes when plotting fails."""
+    from rlkit.plots import plot_run
+
+    try:
+        return plot_run(run_dir)
+    except Exception as exc:  # a plot is a convenience: never lose the summary over it
+        print(f"warning: could not draw {run_dir / 'curves.png'}: {exc}", file=sys.stderr)
+        return None
+
+
 def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
     from rlkit.config import load_experiment
     from rlkit.logger import print_summary
@@ -143,7 +155,7 @@ def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
         trainer = Trainer(experiment, plugins, run_dir=args.run_dir,
                           progress=not args.no_progress)
     summary = trainer.run()
-    print_summary(summary)
+    print_summary(summary, plot=_plot(trainer.run_dir))
     if summary["status"] == "interrupted":
         print(f"Interrupted; resume with: rlkit train --resume {summary['run_dir']}",
               file=sys.stderr)

@@ -1,11 +1,15 @@
-"""Run output: TensorBoard scalars, a rich progress bar and the final summary table.
+"""Run output: TensorBoard scalars (also in ``scalars.csv``), a rich progress bar and the final
+summary table.
 
 Metric namespaces are stable: ``rollout/`` (episodes while training), ``train/`` (what the
 algorithm's update returned), ``eval/`` (deterministic evaluation) and ``time/``.
+``scalars.csv`` holds the same scalars in long form, ``step,tag,value``, for pandas, a
+spreadsheet or :mod:`rlkit.plots` without TensorBoard.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +35,8 @@ class RunLogger:
     :param purge_step: on resume, drop events written after this step by the interrupted run.
     """
 
+    CSV_NAME = "scalars.csv"
+
     def __init__(
         self,
         run_dir: Path,
@@ -43,6 +49,8 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self._csv_file = _open_scalars_csv(run_dir / self.CSV_NAME, purge_step)
+        self._csv = csv.writer(self._csv_file)
         self.console = console or Console(stderr=True)
         self.total_steps = total_steps
         self.last_return: float | None = None
@@ -71,6 +79,7 @@ class RunLogger:
     def scalars(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
+            self._csv.writerow((step, key, repr(float(value))))
 
     def advance(self, step: int, steps_per_second: float) -> None:
         if self._progress is None:
@@ -89,6 +98,24 @@ class RunLogger:
             self._progress = None
         self.writer.flush()
         self.writer.close()
+        self._csv_file.close()
+
+
+def _open_scalars_csv(path: Path, purge_step: int | None) -> Any:
+    """Open ``scalars.csv`` for appending. On resume, rows the interrupted run wrote after its
+    checkpoint (step > ``purge_step``) are dropped first, as TensorBoard's ``purge_step``
+    hides its events."""
+    if purge_step is not None and path.exists():
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [row for row in rows[1:] if row and int(row[0]) <= purge_step]
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([["step", "tag", "value"], *kept])
+    new = not path.exists()
+    f = path.open("a", newline="", buffering=1 << 16)
+    if new:
+        csv.writer(f).writerow(("step", "tag", "value"))
+    return f
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:
@@ -111,9 +138,12 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
-def print_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
+def print_summary(summary: Mapping[str, Any], console: Console | None = None, *,
+                  plot: Path | None = None) -> None:
     console = console or Console(file=sys.stdout)
     console.print(summary_table(summary))
+    if plot is not None:
+        console.print(f"curves: {plot}", soft_wrap=True, markup=False, highlight=False)
     run_dir = summary.get("run_dir")
     if run_dir:  # whole, unwrapped lines that can be copied
         console.print(f"next: rlkit eval {run_dir}", soft_wrap=True, markup=False,

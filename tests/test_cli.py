@@ -261,6 +261,8 @@ def test_train_then_eval_a_run_directory_and_a_checkpoint(tmp_path, plugins, cap
     assert status == 0
     out = capsys.readouterr().out
     assert "final eval return" in out and str(run) in out
+    assert f"curves: {run / 'curves.png'}" in out and (run / "curves.png").exists()
+    assert (run / "scalars.csv").exists()
     assert main(["eval", str(run), "--episodes", "3", "--json"], plugins=plugins) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 3 and len(result["returns"]) == 3

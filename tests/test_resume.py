@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rlkit import checkpoint as ckpt
+from rlkit.plots import read_scalars
 from rlkit.testing import assert_state_equal
 
 EXPERIMENT = textwrap.dedent("""
@@ -69,6 +70,11 @@ def test_sigint_then_resume_in_new_process_equals_uninterrupted(tmp_path: Path):
     assert a["trainer"]["env_steps"] == b["trainer"]["env_steps"]
     assert_state_equal(a["agent"], b["agent"], "resumed vs uninterrupted")
     assert torch.equal(a["obs"], b["obs"])
+    # scalars.csv: the rows the interrupted run wrote after its checkpoint are gone, so each
+    # evaluation appears once, with the uninterrupted run's value.
+    full_evals = read_scalars(tmp_path / "full")["eval/return_mean"]
+    assert read_scalars(tmp_path / "part")["eval/return_mean"] == full_evals
+    assert (tmp_path / "part" / "curves.png").exists()
 
 
 @pytest.mark.slow
