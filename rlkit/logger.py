@@ -10,6 +10,7 @@ spreadsheet or :mod:`rlkit.plots` without TensorBoard.
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,11 +109,11 @@ def _open_scalars_csv(path: Path, purge_step: int | None) -> Any:
     if purge_step is not None and path.exists():
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
-        kept = [row for row in rows[1:] if row and int(row[0]) <= purge_step]
+        kept = [row for row in rows[1:] if _row_step(row) <= purge_step]
         with path.open("w", newline="") as f:
             csv.writer(f).writerows([["step", "tag", "value"], *kept])
     new = not path.exists()
-    f = path.open("a", newline="", buffering=1 << 16)
+    f = path.open("a", newline="", buffering=1 << 16)  # RunLogger.close() closes it
     if new:
         csv.writer(f).writerow(("step", "tag", "value"))
     return f
@@ -150,3 +151,13 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None, *,
                       highlight=False)
         console.print(f"      tensorboard --logdir {run_dir}", soft_wrap=True, markup=False,
                       highlight=False)
+
+
+def _row_step(row: list[str]) -> float:
+    """A row's step; a row cut short by a crash (or any malformed one) counts as after the
+    checkpoint, so it is dropped."""
+    try:
+        return int(row[0]) if len(row) == 3 else math.inf
+    except ValueError:
+        return math.inf
+

@@ -30,6 +30,14 @@ def test_resume_drops_the_rows_written_after_the_checkpoint(tmp_path):
     assert read_scalars(tmp_path) == {"a": [(10, 1.0), (20, 2.0), (25, 2.5)]}
 
 
+def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
+    log(tmp_path, {10: {"a": 1.0}, 20: {"a": 2.0}})
+    with (tmp_path / "scalars.csv").open("a") as f:
+        f.write("30,a")  # the process died mid-row
+    log(tmp_path, {25: {"a": 2.5}}, purge_step=20)
+    assert read_scalars(tmp_path) == {"a": [(10, 1.0), (20, 2.0), (25, 2.5)]}
+
+
 def test_a_run_without_returns_has_no_plot(tmp_path):
     log(tmp_path, {10: {"train/loss": 1.0}})
     assert plot_run(tmp_path) is None
