@@ -108,7 +108,7 @@ def twin_params(seed=0):
 
 def random_grads(params, generator):
     for p in params:
-        p.grad = torch.randn(p.shape, generator=generator)
+        p.grad = torch.randn(p.shape, generator=generator).to(p.device)
 
 
 def step_twins(first, first_params, second, second_params, generator, steps):
@@ -231,3 +231,18 @@ def test_training_never_imports_the_torch_compiler_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("case", ["adam", "adamw", "sgd_momentum", "rmsprop_momentum"])
+def test_each_optimizer_steps_as_torch_optim_on_cuda(case):
+    data, torch_cls, kwargs = CASES[case]
+    ours_params, theirs_params = (
+        [torch.nn.Parameter(p.detach().cuda()) for p in params_]
+        for params_ in twin_params())
+    ours = make_optimizer(ours_params, from_data(OptimizerConfig, data, "algorithm.optimizer"))
+    theirs = torch_cls(theirs_params, **kwargs)
+    step_twins(ours, ours_params, theirs, theirs_params, torch.Generator().manual_seed(1), 20)
+    for a, b in zip(ours_params, theirs_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(s["step"].is_cuda for s in ours.state.values() if "step" in s)
