@@ -80,6 +80,11 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             raise ValueError("a parameter appears twice in the optimizer's parameter list")
         for p in params:
+            if isinstance(p, dict):
+                raise TypeError("rlkit's optimizers take one group of parameters; for several "
+                                "groups (e.g. a learning rate each) build a torch.optim "
+                                "optimizer instead -- set_learning_rate and "
+                                "load_optimizer_state accept those too")
             if not isinstance(p, Tensor) or not p.requires_grad:
                 raise TypeError("the optimizer can only update tensors that require gradients")
         self.params = params

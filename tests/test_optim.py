@@ -211,6 +211,8 @@ def test_mismatched_saved_state_and_bad_parameters_are_clear_errors():
         Adam([params_[0], params_[0]])
     with pytest.raises(TypeError, match="require gradients"):
         Adam([torch.zeros(3)])
+    with pytest.raises(TypeError, match="one group of parameters.*torch.optim"):
+        Adam([{"params": params_, "lr": 0.1}])
 
 
 def test_training_never_imports_the_torch_compiler_stack():
