@@ -248,8 +248,10 @@ class Adam(Optimizer):
 
     @staticmethod
     def _use_fused(params: list[Tensor]) -> bool:
-        """PyTorch has fused Adam kernels for floating-point tensors on the CPU and CUDA."""
-        return params[0].device.type in ("cpu", "cuda") and params[0].is_floating_point()
+        """PyTorch has fused Adam kernels for floating-point tensors on CUDA, and on the CPU
+        since 2.4; elsewhere the same arithmetic runs as separate operations."""
+        first = params[0]
+        return first.is_floating_point() and _has_fused_adam(first.device.type, first.dtype)
 
 
 class AdamW(Adam):
@@ -387,6 +389,29 @@ def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float | None)
         if max_norm is not None:
             torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
     return norm
+
+
+_FUSED_ADAM: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _has_fused_adam(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether this PyTorch has a fused Adam kernel for ``device_type`` and ``dtype``: tried
+    once on a one-element tensor (the kernel's coverage changes between releases)."""
+    key = (device_type, dtype)
+    if key not in _FUSED_ADAM:
+        if device_type not in ("cpu", "cuda"):
+            _FUSED_ADAM[key] = False
+        else:
+            t = [torch.zeros(1, dtype=dtype, device=device_type) for _ in range(4)]
+            step = [torch.zeros((), dtype=torch.float32, device=device_type)]
+            try:
+                torch._fused_adam_([t[0]], [t[1]], [t[2]], [t[3]], [], step, amsgrad=False,  # type: ignore[arg-type]
+                                   lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                                   maximize=False, grad_scale=None, found_inf=None)
+                _FUSED_ADAM[key] = True
+            except (RuntimeError, NotImplementedError, TypeError):
+                _FUSED_ADAM[key] = False
+    return _FUSED_ADAM[key]
 
 
 def _by_device_and_dtype(params: list[Tensor]) -> dict[tuple[torch.device, torch.dtype],
