@@ -447,17 +447,58 @@ def test_reset_without_a_seed_continues_the_generator():
     assert torch.equal(env.reset()[0], second)
 
 
-@pytest.mark.parametrize("cls", [CartPole, Breakout])
-def test_state_dict_round_trip_continues_exactly(cls, tmp_path):
-    env = cls(16, max_episode_steps=30)
+@pytest.mark.parametrize(("cls", "frame_stack"), [(CartPole, 1), (Breakout, 1), (CartPole, 3)])
+def test_state_dict_round_trip_continues_exactly(cls, frame_stack, tmp_path):
+    env = cls(16, max_episode_steps=30, frame_stack=frame_stack)
     rollout(env, seed=3, steps=45)
     path = tmp_path / "env.pt"
     torch.save(env.state_dict(), path)
     expected = [env.step(np.ones(16, dtype=np.int64))[0] for _ in range(40)]
-    other = cls(16, max_episode_steps=30)
+    other = cls(16, max_episode_steps=30, frame_stack=frame_stack)
     other.load_state_dict(torch.load(path, weights_only=True))
     got = [other.step(np.ones(16, dtype=np.int64))[0] for _ in range(40)]
     assert all(torch.equal(x, y) for x, y in zip(expected, got))
+
+
+# --- frame stacking ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), [(CartPole, {"observe_velocities": False}),
+                                             (Breakout, {})])
+def test_frame_stack_holds_the_last_frames_of_the_current_episode(cls, kwargs):
+    """A stacked env against the same env unstacked (same seed, same actions): each stack is the
+    last k frames, a new episode starts from k copies of its first frame, and final_obs is the
+    stack ending on the final frame."""
+    k, n = 3, 6
+    plain, stacked = cls(n, max_episode_steps=25, **kwargs), cls(n, max_episode_steps=25,
+                                                                 frame_stack=k, **kwargs)
+    base = plain.single_observation_space.shape
+    assert stacked.single_observation_space.shape == (k * base[0], *base[1:])
+    frame, _ = plain.reset(seed=4)
+    obs, _ = stacked.reset(seed=4)
+    history = [[frame[i]] * k for i in range(n)]
+    g = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(60):
+        action = torch.randint(0, int(plain.single_action_space.n), (n,), generator=g)
+        frame, _, term, trunc, info = plain.step(action)
+        obs, _, s_term, s_trunc, s_info = stacked.step(action)
+        assert torch.equal(term, s_term) and torch.equal(trunc, s_trunc)
+        for i in range(n):
+            last = history[i][1:] + [info["final_obs"][i]]
+            assert torch.equal(s_info["final_obs"][i], torch.cat(last))
+            history[i] = [frame[i]] * k if bool(info["_final_obs"][i]) else last
+            assert torch.equal(obs[i], torch.cat(history[i]))
+        ended += int(info["_final_obs"].sum())
+    assert ended > 0
+
+
+def test_frame_stack_through_gymnasium_and_bad_values():
+    env = gym.make_vec("rlkit/CartPoleNoVel-v1", num_envs=2,
+                       vectorization_mode="vector_entry_point", frame_stack=4)
+    assert env.single_observation_space.shape == (8,) and env.reset(seed=0)[0].shape == (2, 8)
+    with pytest.raises(ValueError, match="frame_stack must be at least 1"):
+        CartPole(2, frame_stack=0)
 
 
 # --- the partially observable and the image env ------------------------------------------------

@@ -128,6 +128,7 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 500,
         compile: bool = False,
+        frame_stack: int = 1,
         link_length_1: float = 1.0,
         link_mass_1: float = 1.0,
         link_mass_2: float = 1.0,
@@ -160,6 +161,7 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def initial_state(self, n: int) -> Tensor:

@@ -128,6 +128,7 @@ class Breakout(BatchedEnv[BreakoutState, BreakoutParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 1000,
         compile: bool = False,
+        frame_stack: int = 1,
     ) -> None:
         super().__init__(
             num_envs,
@@ -139,6 +140,7 @@ class Breakout(BatchedEnv[BreakoutState, BreakoutParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def initial_state(self, n: int) -> BreakoutState:

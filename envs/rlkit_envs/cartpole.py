@@ -137,6 +137,7 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 500,
         compile: bool = False,
+        frame_stack: int = 1,
         gravity: float = 9.8,
         masscart: float = 1.0,
         masspole: float = 0.1,
@@ -173,6 +174,7 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def initial_state(self, n: int) -> Tensor:

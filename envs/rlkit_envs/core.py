@@ -18,7 +18,11 @@ wrapped with :func:`torch.compile` (``compile=True``). :class:`BatchedEnv` adds 
   states follow gymnasium's distributions (not its numbers). The stream depends on the device
   kind: on the CPU fresh states are drawn only for the envs that finished, on an accelerator
   for every env every step (so that nothing waits for the device to say which finished);
-* :meth:`BatchedEnv.state_dict` / :meth:`BatchedEnv.load_state_dict` for exact resume.
+* :meth:`BatchedEnv.state_dict` / :meth:`BatchedEnv.load_state_dict` for exact resume;
+* ``frame_stack=k``: each observation is the last ``k`` frames concatenated along the first
+  axis, oldest first (``(k * d,)`` vectors, ``(k * C, H, W)`` images); a new episode starts
+  with ``k`` copies of its first frame, and ``final_obs`` is the stack ending on the final
+  frame. It makes velocities recoverable from positions (``rlkit/CartPoleNoVel-v1``).
 
 A state is a tensor, or a NamedTuple of tensors, with the env along
 :attr:`BatchedEnv.state_batch_dim` (0: ``(N, S)``, one row per env, which can be the
@@ -59,6 +63,7 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
     :param device: where the state lives and every returned tensor is.
     :param max_episode_steps: truncate an episode after this many steps; ``None`` for never.
     :param compile: wrap the pure step function with :func:`torch.compile`.
+    :param frame_stack: observe the last this many frames, concatenated along the first axis.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -83,6 +88,7 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = None,
         compile: bool = False,
+        frame_stack: int = 1,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -91,6 +97,12 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
                              f"{max_episode_steps}")
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
+        self.frame_stack = int(frame_stack)
+        if self.frame_stack > 1:
+            single_observation_space = _stacked_space(single_observation_space, self.frame_stack)
+        elif self.frame_stack < 1:
+            raise ValueError(f"frame_stack must be at least 1, got {frame_stack}")
+        self._frames: Tensor | None = None
         self.single_observation_space = single_observation_space
         self.single_action_space = single_action_space
         self.observation_space = batch_space(single_observation_space, self.num_envs)
@@ -136,7 +148,10 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
             self.reset_bounds = self.parse_reset_options(options)
         self.state = self.initial_state(self.num_envs)
         self.elapsed.zero_()
-        return self.observe(self.state), {}
+        obs = self.observe(self.state)
+        if self.frame_stack > 1:
+            obs = self._frames = torch.cat([obs] * self.frame_stack, dim=1)
+        return obs, {}
 
     def step(
         self, actions: Any
@@ -185,7 +200,22 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
                 obs = select(done, self.observe(fresh), final_obs, 0)
             self.elapsed.masked_fill_(done, 0)
         self.state = state
+        if self.frame_stack > 1:
+            obs, final_obs = self._stack(obs, final_obs, done)
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
+
+    def _stack(self, obs: Tensor, final_obs: Tensor, done: Tensor) -> tuple[Tensor, Tensor]:
+        """The stacked ``(obs, final_obs)``: every env's frames move on by the frame it reached;
+        the envs that finished start over with copies of their new episode's first frame."""
+        frames = self._frames
+        if frames is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
+        width = final_obs.shape[1]
+        final_stack = torch.cat([frames[:, width:], final_obs], dim=1)
+        fresh = torch.cat([obs] * self.frame_stack, dim=1)
+        mask = done.view(-1, *([1] * (fresh.dim() - 1)))
+        self._frames = torch.where(mask, fresh, final_stack)
+        return self._frames, final_stack
 
     def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:
         """The initial-state bounds that ``reset(options=...)`` asks for."""
@@ -205,6 +235,7 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
             "elapsed": self.elapsed.clone(),
             "generator": self.generator.get_state(),
             "reset_bounds": None if self.reset_bounds is None else list(self.reset_bounds),
+            "frames": None if self._frames is None else self._frames.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -227,6 +258,8 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         self.generator.set_state(generator_state)
         bounds = state.get("reset_bounds")
         self.reset_bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+        frames = state.get("frames")
+        self._frames = None if frames is None else frames.to(self.device).clone()
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -246,6 +279,14 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
                                    device=self.device).reshape(self.num_envs)
         return torch.as_tensor(array, dtype=torch.float32,
                                device=self.device).reshape(self.num_envs, -1)
+
+
+def _stacked_space(space: spaces.Space[Any], k: int) -> spaces.Box:
+    """The Box of ``k`` frames of ``space`` concatenated along the first axis."""
+    if not isinstance(space, spaces.Box) or not space.shape:
+        raise ValueError(f"frame_stack needs Box observations with at least one axis, not {space}")
+    return spaces.Box(np.concatenate([space.low] * k, axis=0),
+                      np.concatenate([space.high] * k, axis=0), dtype=space.dtype)
 
 
 def select(mask: Tensor, if_true: Any, if_false: Any, dim: int) -> Any:

@@ -109,6 +109,7 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 200,
         compile: bool = False,
+        frame_stack: int = 1,
         goal_velocity: float = 0.0,
         min_position: float = -1.2,
         max_position: float = 0.6,
@@ -131,6 +132,7 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def initial_state(self, n: int) -> Tensor:
@@ -161,6 +163,7 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 999,
         compile: bool = False,
+        frame_stack: int = 1,
         goal_velocity: float = 0.0,
         min_position: float = -1.2,
         max_position: float = 0.6,
@@ -187,6 +190,7 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def initial_state(self, n: int) -> Tensor:

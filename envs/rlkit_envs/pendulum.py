@@ -97,6 +97,7 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
         device: torch.device | str = "cpu",
         max_episode_steps: int | None = 200,
         compile: bool = False,
+        frame_stack: int = 1,
         g: float = 10.0,
         m: float = 1.0,
         l: float = 1.0,  # noqa: E741 -- gymnasium's name
@@ -117,6 +118,7 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
             device=device,
             max_episode_steps=max_episode_steps,
             compile=compile,
+            frame_stack=frame_stack,
         )
 
     def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:
