@@ -23,6 +23,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -34,7 +35,7 @@ from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
 from rlkit import snapshot
-from rlkit.validation import ConfigError
+from rlkit.validation import ConfigError, suggest
 
 __all__ = ["Step", "TorchVectorEnv", "make_env"]
 
@@ -222,12 +223,50 @@ def make_env(
     except ConfigError:
         raise
     except Exception as exc:
-        hint = ""
-        if vectorization == "vector_entry_point":
-            hint = " This env may have no batched implementation; use vectorization: sync."
-        raise ConfigError(f"env: cannot make {options.id!r} with kwargs {kwargs}: "
-                          f"{type(exc).__name__}: {exc}.{hint}") from None
+        raise _make_error(options.id, kwargs, vectorization, exc) from None
     return TorchVectorEnv(env, device)
+
+
+def _make_error(env_id: str, kwargs: dict[str, Any], vectorization: str,
+                exc: Exception) -> ConfigError:
+    """What went wrong building ``env_id``, in terms of the YAML keys to change."""
+    spec = gym.spec(env_id)
+    batched = vectorization == "vector_entry_point"
+    entry = spec.vector_entry_point if batched else spec.entry_point
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if isinstance(exc, TypeError) and unexpected:
+        key = unexpected.group(1)
+        accepted = _parameters(entry)
+        message = f"env.kwargs.{key}: {env_id!r} takes no argument {key!r}."
+        guess = suggest(key, accepted) if accepted else None
+        if guess:
+            message += f" Did you mean {guess!r}?"
+        if key == "frame_stack" and _torch_native(env_id) is None:
+            message += (" frame_stack is an argument of rlkit's torch-native envs (rlkit/...); "
+                        "for this env, list gymnasium.wrappers.FrameStackObservation under "
+                        "env.wrappers.")
+        elif accepted:
+            message += f" It takes: {', '.join(accepted)}."
+        return ConfigError(message)
+    if batched and spec.vector_entry_point is None:
+        return ConfigError(f"env.vectorization: {env_id!r} has no batched implementation "
+                           f"(vector_entry_point); use vectorization: sync.")
+    return ConfigError(f"env: cannot make {env_id!r} with kwargs {kwargs}: "
+                       f"{type(exc).__name__}: {exc}")
+
+
+def _parameters(entry: Any) -> list[str]:
+    """The keyword arguments an env's entry point takes (empty when it cannot be told)."""
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        params = inspect.signature(creator).parameters.values()
+    except Exception:
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return []  # forwards **kwargs: anything may be valid
+    return [p.name for p in params if p.name not in ("self", "num_envs", "render_mode")
+            and p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                           inspect.Parameter.POSITIONAL_OR_KEYWORD)]
 
 
 def _torch_native(env_id: str) -> bool | None:

@@ -145,3 +145,23 @@ def test_auto_vectorization_uses_the_batched_torch_env_on_the_agents_device():
     assert isinstance(step.obs, torch.Tensor) and obs.shape == (8, 4)
     assert type(make_env(EnvOptions(id="CartPole-v1", num_envs=2)).env).__name__ == \
         "SyncVectorEnv"
+
+
+def test_a_misspelt_env_argument_names_the_key_and_the_closest_argument():
+    with pytest.raises(ConfigError, match=r"env.kwargs.gravty: 'rlkit/CartPole-v1' takes no "
+                                          r"argument 'gravty'. Did you mean 'gravity'\?"):
+        make_env(EnvOptions(id="rlkit/CartPole-v1", num_envs=2, kwargs={"gravty": 3.0}))
+    with pytest.raises(ConfigError, match=r"env.kwargs.sutton_barto:.*'sutton_barto_reward'"):
+        make_env(EnvOptions(id="CartPole-v1", num_envs=2, kwargs={"sutton_barto": True}))
+
+
+def test_frame_stack_on_a_gymnasium_env_points_to_its_wrapper():
+    with pytest.raises(ConfigError, match=r"env.kwargs.frame_stack:.*FrameStackObservation "
+                                          r"under env.wrappers"):
+        make_env(EnvOptions(id="CartPole-v1", num_envs=2, kwargs={"frame_stack": 4}))
+
+
+def test_an_env_without_a_batched_implementation_says_to_use_sync():
+    with pytest.raises(ConfigError, match=r"env.vectorization: 'FrozenLake-v1' has no batched "
+                                          r"implementation.*vectorization: sync"):
+        make_env(EnvOptions(id="FrozenLake-v1", num_envs=2, vectorization="vector_entry_point"))
