@@ -255,12 +255,20 @@ def _make_error(env_id: str, kwargs: dict[str, Any], vectorization: str,
                        f"{type(exc).__name__}: {exc}")
 
 
+def _load_creator(entry: Any) -> Any:
+    """The callable an entry point (``"module:attr"`` or a callable) names; ``None`` if it
+    cannot be loaded."""
+    try:
+        return load_env_creator(entry) if isinstance(entry, str) else entry
+    except Exception:
+        return None
+
+
 def _parameters(entry: Any) -> list[str]:
     """The keyword arguments an env's entry point takes (empty when it cannot be told)."""
     try:
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
-        params = inspect.signature(creator).parameters.values()
-    except Exception:
+        params = inspect.signature(_load_creator(entry)).parameters.values()
+    except (TypeError, ValueError):
         return []
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return []  # forwards **kwargs: anything may be valid
@@ -278,11 +286,7 @@ def _torch_native(env_id: str) -> bool | None:
         return None
     if spec.vector_entry_point is None:
         return None
-    try:
-        entry = (load_env_creator(spec.vector_entry_point)
-                 if isinstance(spec.vector_entry_point, str) else spec.vector_entry_point)
-    except Exception:
-        return None
+    entry = _load_creator(spec.vector_entry_point)
     if not getattr(entry, "accepts_tensors", False):
         return None
     try:

@@ -213,8 +213,7 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         width = final_obs.shape[1]
         final_stack = torch.cat([frames[:, width:], final_obs], dim=1)
         fresh = torch.cat([obs] * self.frame_stack, dim=1)
-        mask = done.view(-1, *([1] * (fresh.dim() - 1)))
-        self._frames = torch.where(mask, fresh, final_stack)
+        self._frames = select(done, fresh, final_stack, 0)
         return self._frames, final_stack
 
     def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:

@@ -129,12 +129,10 @@ class ActorCritic(nn.Module):
     def log_prob_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         if self.discrete:
             log_p = torch.log_softmax(out, dim=-1)
-            log_prob = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             entropy = -(log_p.exp() * log_p).sum(-1)
-            return log_prob, entropy
+            return _categorical_log_prob(log_p, actions), entropy
         log_std = self.log_std.expand_as(out)
-        z = (actions - out) * torch.exp(-log_std)
-        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = _gaussian_log_prob((actions - out) * torch.exp(-log_std), log_std)
         entropy = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
         return log_prob, entropy
 
@@ -145,11 +143,9 @@ class ActorCritic(nn.Module):
             log_p = torch.log_softmax(out, dim=-1)
             u = torch.rand(out.shape, generator=generator, device=out.device)
             action = torch.argmax(log_p - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
-            return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            return action, _categorical_log_prob(log_p, action)
         z = torch.randn(out.shape, generator=generator, device=out.device)
-        log_std = self.log_std
-        log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        return out + z * log_std.exp(), log_prob
+        return out + z * self.log_std.exp(), _gaussian_log_prob(z, self.log_std)
 
     def mode(self, out: Tensor) -> Tensor:
         return torch.argmax(out, dim=-1) if self.discrete else out
@@ -323,6 +319,17 @@ class PPO:
         if self.model.discrete:
             return action
         return torch.clamp(action, self.low, self.high)
+
+
+def _categorical_log_prob(log_p: Tensor, actions: Tensor) -> Tensor:
+    """``log pi(a)`` of each row's action, from the log-softmax ``log_p`` ``(B, n)``."""
+    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _gaussian_log_prob(z: Tensor, log_std: Tensor) -> Tensor:
+    """``log pi(a)`` of a diagonal Gaussian from the standardised action
+    ``z = (a - mean) / std``, summed over the action dimensions."""
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def _output_dim(backbone: nn.Module) -> int:
