@@ -248,3 +248,20 @@ def test_each_optimizer_steps_as_torch_optim_on_cuda(case):
     for a, b in zip(ours_params, theirs_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert all(s["step"].is_cuda for s in ours.state.values() if "step" in s)
+
+
+def test_adam_falls_back_where_this_pytorch_has_no_fused_kernel(monkeypatch):
+    """CPU fused Adam arrived in torch 2.4: where the kernel is missing, the probe says so and
+    Adam computes the same arithmetic without it."""
+    from rlkit import optim
+
+    def missing(*args, **kwargs):
+        raise NotImplementedError("no fused Adam for this device")
+
+    monkeypatch.setattr(optim, "_FUSED_ADAM", {})
+    monkeypatch.setattr(torch, "_fused_adam_", missing)
+    monkeypatch.setattr(torch, "_fused_adamw_", missing)
+    assert not optim._has_fused_adam("cpu", torch.float32)
+    assert not optim._has_fused_adam("mps", torch.float32)
+    for case in ("adam", "adam_l2", "adamw"):
+        test_each_optimizer_steps_exactly_as_torch_optim(case)
