@@ -21,14 +21,19 @@ PNG_NAME = "curves.png"
 
 
 def read_scalars(run_dir: Path | str) -> dict[str, list[tuple[int, float]]]:
-    """``{tag: [(step, value), ...]}`` from a run's ``scalars.csv`` (empty if it has none)."""
+    """``{tag: [(step, value), ...]}`` from a run's ``scalars.csv`` (empty if it has none).
+    A last row cut short by a crash is left out."""
     path = Path(run_dir) / RunLogger.CSV_NAME
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     if not path.exists():
         return {}
     with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            series[row["tag"]].append((int(row["step"]), float(row["value"])))
+        for row in csv.reader(f):
+            try:
+                step, tag, value = int(row[0]), row[1], float(row[2])
+            except (ValueError, IndexError):
+                continue  # the header, or a row cut short by a crash
+            series[tag].append((step, value))
     return {tag: sorted(points) for tag, points in series.items()}
 
 

@@ -34,6 +34,7 @@ def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
     log(tmp_path, {10: {"a": 1.0}, 20: {"a": 2.0}})
     with (tmp_path / "scalars.csv").open("a") as f:
         f.write("30,a")  # the process died mid-row
+    assert read_scalars(tmp_path) == {"a": [(10, 1.0), (20, 2.0)]}  # readable as it is
     log(tmp_path, {25: {"a": 2.5}}, purge_step=20)
     assert read_scalars(tmp_path) == {"a": [(10, 1.0), (20, 2.0), (25, 2.5)]}
 
