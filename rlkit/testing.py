@@ -19,18 +19,24 @@ The checks, each also callable on its own:
 * :func:`check_exact_resume` -- a run stopped half-way, checkpointed and resumed ends with
   exactly the parameters of an uninterrupted run.
 
-Each raises ``AssertionError`` with a message naming the algorithm and the check.
+Each raises ``AssertionError`` with a message naming the algorithm and the check. Experiments
+from :func:`experiment_for` turn on ``check_actions`` for envs whose batched constructor takes it
+(rlkit's torch-native envs), so an action outside the action space fails the check with a
+``ValueError`` instead of being applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
+from gymnasium.envs.registration import load_env_creator
 
 from rlkit.config import Experiment, resolve
 from rlkit.environments import make_env
@@ -65,12 +71,27 @@ def experiment_for(
     data: dict[str, Any] = {
         "algorithm": {"name": algorithm, **(params or {})},
         "backbone": dict(backbone or {"name": "mlp", "hidden_sizes": [32, 32]}),
-        "env": {"id": env_id, "num_envs": 2, **(env or {})},
+        "env": {"id": env_id, "num_envs": 2, **_with_action_checks(env_id, env)},
         "train": {"total_steps": steps, "seed": seed, "nan_check": "raise", "log_every": 64},
         "eval": {"every": 0, "episodes": 2},
         "run": {"dir": str(workdir)},
     }
     return resolve(data, plugins, source=f"<conformance {algorithm}>")
+
+
+def _with_action_checks(env_id: str, env: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``env`` section with ``kwargs.check_actions: true`` where the env's batched
+    constructor takes that argument (unless the section sets it)."""
+    section = dict(env or {})
+    try:
+        entry = gym.spec(str(section.get("id", env_id))).vector_entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        takes = creator is not None and "check_actions" in inspect.signature(creator).parameters
+    except Exception:  # unregistered here, or no signature: leave the env as it is
+        return section
+    if takes:
+        section["kwargs"] = {"check_actions": True, **(section.get("kwargs") or {})}
+    return section
 
 
 def check_smoke(experiment: Experiment, plugins: Plugins, workdir: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ Equivalence with gymnasium is shown three ways, each with the same random action
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from typing import Any
 
@@ -611,9 +612,15 @@ def test_make_env_runs_a_loop_on_rlkit_cartpole(plugins, vectorization):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile's imports
 def test_compiled_step_matches_eager():
-    eager, compiled = CartPole(64), CartPole(64, compile=True)
+    eager, compiled = CartPole(64), CartPole(64, compile=True, check_actions=True)
     assert torch.allclose(rollout(eager, seed=0, steps=60), rollout(compiled, seed=0, steps=60),
                           atol=1e-5)
+    mask = torch.zeros(64, dtype=torch.bool)
+    mask[::2] = True  # a masked reset, then steps, through the compiled step function
+    obs, _ = compiled.reset(seed=1, options={"reset_mask": mask})
+    assert torch.equal(obs, compiled.observe(compiled.state))
+    with pytest.raises(ValueError, match="env 3: 2"):
+        compiled.step(torch.tensor([0, 1, 0, 2] * 16))
 
 
 @requires_cuda
@@ -643,3 +650,129 @@ def test_cuda_dynamics_match_cpu(name):
     gpu = step_fn(states.cuda(), actions.cuda(), params)
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-5, atol=1e-4)
+
+
+# --- checking actions against the action space (opt-in) ----------------------------------------
+
+# (id, bad actions for 3 envs, the offending value as quoted) per kind of mistake
+BAD_ACTIONS = [
+    ("rlkit/CartPole-v1", np.array([0, 1, 2]), "env 2: 2"),  # gymnasium pushes left on any != 1
+    ("rlkit/CartPoleNoVel-v1", np.array([-1, 0, 1]), "env 0: -1"),
+    ("rlkit/Acrobot-v1", np.array([3, 0, 1]), "env 0: 3"),  # would be torque +2
+    ("rlkit/MountainCar-v0", np.array([0, 1, 3]), "env 2: 3"),  # would push with double force
+    ("rlkit/MountainCar-v0", np.array([0.5, 1.0, 2.0]), "env 0: 0.5"),
+    ("rlkit/Breakout-v0", torch.tensor([0, 7, 1]), "env 1: 7"),
+    ("rlkit/MountainCarContinuous-v0", np.array([[0.0], [1.5], [0.0]]), "env 1: [1.5]"),
+    ("rlkit/Pendulum-v1", torch.tensor([[0.0], [0.0], [float("nan")]]), "env 2: [nan]"),
+    ("rlkit/Pendulum-v1", np.array([[-2.5], [0.0], [0.0]]), "env 0: [-2.5]"),
+]
+BAD_SHAPES = [
+    ("rlkit/Pendulum-v1", np.zeros((3, 2), dtype=np.float32), "(3, 2)"),  # column 0 was used
+    ("rlkit/MountainCarContinuous-v0", np.zeros(3, dtype=np.float32), "(3,)"),
+    ("rlkit/CartPole-v1", torch.zeros(3, 1, dtype=torch.long), "(3, 1)"),
+]
+
+
+def make_batched(env_id: str, **kwargs: Any) -> Any:
+    env = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point", **kwargs)
+    env.reset(seed=0)
+    return env
+
+
+@pytest.mark.parametrize(("env_id", "actions", "quoted"), BAD_ACTIONS + BAD_SHAPES,
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_out_of_space_actions_are_applied_unchecked_by_default(env_id, actions, quoted):
+    env = make_batched(env_id)
+    assert not env.check_actions
+    env.step(actions)  # the fast path: no check, no error
+    assert env._checker is None
+
+
+@pytest.mark.parametrize(("env_id", "actions", "quoted"), BAD_ACTIONS,
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_check_actions_names_the_env_the_values_and_the_space(env_id, actions, quoted):
+    env = make_batched(env_id, check_actions=True)
+    state = env.state_dict()
+    with pytest.raises(ValueError) as info:
+        env.step(actions)
+    message = str(info.value)
+    assert env_id in message and quoted in message and str(env.single_action_space) in message
+    assert "\n" not in message
+    assert_same_state(env.state_dict(), state)  # nothing was applied
+
+
+@pytest.mark.parametrize(("env_id", "actions", "shape"), BAD_SHAPES,
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_check_actions_refuses_a_wrong_shape(env_id, actions, shape):
+    env = make_batched(env_id, check_actions=True)
+    expected = str((3, *env.single_action_space.shape))
+    with pytest.raises(ValueError, match=re.escape(f"shape {shape}")) as info:
+        env.step(actions)
+    assert expected in str(info.value) and env_id in str(info.value)
+
+
+def test_check_actions_lets_every_action_of_the_space_through():
+    for info in rlkit_envs.ENVS:
+        env = make_batched(info.id, check_actions=True)
+        space = env.single_action_space
+        for _ in range(20):
+            env.step(env.action_space.sample())  # numpy
+            env.step(torch.as_tensor(env.action_space.sample()))
+        if isinstance(space, gym.spaces.Box):  # the bounds themselves are inside
+            env.step(np.stack([space.low, space.high, space.low]))
+        else:
+            env.step(torch.tensor([0, int(space.n) - 1, 0]))
+
+
+def test_the_environment_variable_turns_the_check_on_for_every_env(monkeypatch):
+    monkeypatch.setenv("RLKIT_CHECK_ACTIONS", "1")
+    for info in rlkit_envs.ENVS:
+        env = make_batched(info.id)
+        assert env.check_actions, info.id
+    with pytest.raises(ValueError, match="outside the action space"):
+        make_batched("rlkit/Acrobot-v1").step(np.array([3, 0, 0]))
+    with pytest.raises(ValueError, match="outside the action space"):
+        gym.make("rlkit/Acrobot-v1").unwrapped.step(3)  # the single-env entry point too
+    monkeypatch.setenv("RLKIT_CHECK_ACTIONS", "0")
+    assert not make_batched("rlkit/Acrobot-v1").check_actions
+    monkeypatch.setenv("RLKIT_CHECK_ACTIONS", "maybe")
+    with pytest.raises(ValueError, match="RLKIT_CHECK_ACTIONS='maybe': expected 1"):
+        CartPole(2)
+
+
+def test_check_actions_from_the_yaml_env_kwargs(plugins):
+    from rlkit.environments import EnvOptions, make_env
+
+    for vectorization in ("vector_entry_point", "sync"):
+        env = make_env(EnvOptions(id="rlkit/MountainCar-v0", num_envs=3,
+                                  vectorization=vectorization, kwargs={"check_actions": True}))
+        env.reset(seed=0)
+        env.step(torch.tensor([0, 1, 2]))
+        with pytest.raises(ValueError, match=r"rlkit/MountainCar-v0 \(MountainCar\): "
+                                             r"actions outside .*(env 1: 3|action 3)"):
+            env.step(torch.tensor([0, 3, 2]))
+
+
+def test_conformance_experiments_check_the_actions_of_torch_native_envs(plugins, tmp_path):
+    from rlkit.environments import make_env
+    from rlkit.loop import env_options
+    from rlkit.testing import experiment_for
+
+    native = experiment_for("ppo", env_id="rlkit/Breakout-v0", plugins=plugins,
+                            workdir=tmp_path, backbone={"name": "cnn", "channels": [4],
+                                                        "kernel_sizes": [3], "strides": [1]})
+    env = make_env(env_options(native), num_envs=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space Discrete"):
+        env.step(torch.tensor([0, 5]))
+    plain = experiment_for("ppo", env_id="CartPole-v1", plugins=plugins, workdir=tmp_path)
+    assert "check_actions" not in (plain.env.kwargs or {})  # gymnasium's own env takes none
+    kept = experiment_for("ppo", env_id="rlkit/CartPole-v1", plugins=plugins, workdir=tmp_path,
+                          env={"kwargs": {"check_actions": False, "gravity": 9.81}})
+    assert kept.env.kwargs == {"check_actions": False, "gravity": 9.81}
+
+
+def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    from rlkit.testing import assert_state_equal
+
+    assert_state_equal(a, b, "env state")

@@ -114,6 +114,7 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
     :param device: where the state lives.
     :param max_episode_steps: truncation limit (500 as in Acrobot-v1); ``None`` for none.
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     :param link_length_1, link_mass_1, link_mass_2, link_com_pos_1, link_com_pos_2, link_moi,
         max_vel_1, max_vel_2, dt, gravity: see :class:`AcrobotParams`.
     :param book_or_nips: ``"book"`` (default) or ``"nips"`` dynamics.
@@ -129,6 +130,7 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
         max_episode_steps: int | None = 500,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
         link_length_1: float = 1.0,
         link_mass_1: float = 1.0,
         link_mass_2: float = 1.0,
@@ -162,6 +164,7 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def initial_state(self, n: int) -> Tensor:

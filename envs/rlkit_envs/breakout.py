@@ -117,6 +117,7 @@ class Breakout(BatchedEnv[BreakoutState, BreakoutParams]):
     :param device: where the state lives.
     :param max_episode_steps: truncation limit (1000); ``None`` for none.
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     """
 
     state_batch_dim = 0
@@ -129,6 +130,7 @@ class Breakout(BatchedEnv[BreakoutState, BreakoutParams]):
         max_episode_steps: int | None = 1000,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
     ) -> None:
         super().__init__(
             num_envs,
@@ -141,6 +143,7 @@ class Breakout(BatchedEnv[BreakoutState, BreakoutParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def initial_state(self, n: int) -> BreakoutState:

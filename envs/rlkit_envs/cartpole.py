@@ -121,6 +121,7 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
     :param device: where the state lives (``"cpu"``, ``"cuda"``, ...).
     :param max_episode_steps: truncation limit (500 as in CartPole-v1); ``None`` for none.
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     :param gravity, masscart, masspole, length, force_mag, tau, x_threshold,
         theta_threshold_radians, sutton_barto_reward, observe_velocities: see
         :class:`CartPoleParams`.
@@ -138,6 +139,7 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
         max_episode_steps: int | None = 500,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
         gravity: float = 9.8,
         masscart: float = 1.0,
         masspole: float = 0.1,
@@ -175,6 +177,7 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def initial_state(self, n: int) -> Tensor:

@@ -14,10 +14,19 @@ wrapped with :func:`torch.compile` (``compile=True``). :class:`BatchedEnv` adds 
   ``final_obs`` is a full ``(N, *obs_shape)`` tensor whose rows of envs that did not finish
   equal the returned observation, and ``info["_final_obs"]`` the ``(N,)`` bool mask of the envs
   that finished, so the true next observation is ``final_obs`` itself;
-* seeding: ``reset(seed=s)`` seeds a :class:`torch.Generator` on the env's device; initial
-  states follow gymnasium's distributions (not its numbers). The stream depends on the device
-  kind: on the CPU fresh states are drawn only for the envs that finished, on an accelerator
-  for every env every step (so that nothing waits for the device to say which finished);
+* seeding: ``reset(seed=s)`` seeds a :class:`torch.Generator` on the env's device with ``s``
+  (any non-negative integer, as in gymnasium; :func:`torch_seed` maps one beyond 64 bits);
+  initial states follow gymnasium's distributions (not its numbers). The stream depends on the
+  device kind: on the CPU fresh states are drawn only for the envs that finished, on an
+  accelerator for every env every step (so that nothing waits for the device to say which
+  finished);
+* ``reset(options=...)``: ``{"reset_mask": m}`` restarts only the envs where the ``(N,)`` bool
+  mask is True, as gymnasium's ``SyncVectorEnv`` does (the others keep their episode and
+  observation); initial-state bounds (``low``/``high``) hold for that reset and the auto-resets
+  after it, until the next ``reset``, which without them goes back to the defaults, as
+  gymnasium's own batched ``CartPoleVectorEnv`` does;
+* ``check_actions=True`` (or ``RLKIT_CHECK_ACTIONS=1``): ``step`` raises on actions outside
+  the action space (:mod:`rlkit_envs.checks`); off, actions are applied unchecked;
 * :meth:`BatchedEnv.state_dict` / :meth:`BatchedEnv.load_state_dict` for exact resume;
 * ``frame_stack=k``: each observation is the last ``k`` frames concatenated along the first
   axis, oldest first (``(k * d,)`` vectors, ``(k * C, H, W)`` images); a new episode starts
@@ -45,7 +54,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-__all__ = ["BatchedEnv", "StepFn", "replace_rows", "select"]
+from rlkit_envs.checks import ActionChecker, check_actions_requested, reset_mask
+
+__all__ = ["BatchedEnv", "StepFn", "replace_rows", "select", "torch_seed"]
 
 StateT = TypeVar("StateT")
 ParamsT = TypeVar("ParamsT")
@@ -64,6 +75,8 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
     :param max_episode_steps: truncate an episode after this many steps; ``None`` for never.
     :param compile: wrap the pure step function with :func:`torch.compile`.
     :param frame_stack: observe the last this many frames, concatenated along the first axis.
+    :param check_actions: raise on actions outside the action space (``RLKIT_CHECK_ACTIONS=1``
+        turns this on for every env); off, ``step`` applies them unchecked.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -89,6 +102,7 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         max_episode_steps: int | None = None,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -113,6 +127,9 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         self._discrete = isinstance(single_action_space, spaces.Discrete)
         self._step_fn: StepFn = torch.compile(step_fn, dynamic=False) if compile else step_fn
         self._host_checks = self.device.type == "cpu"
+        self.check_actions = check_actions_requested(check_actions)
+        """Whether ``step`` checks actions against the action space."""
+        self._checker: ActionChecker | None = None
         self.generator = torch.Generator(device=self.device)
         self.generator.seed()  # unseeded until reset(seed=...), like gymnasium
         self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
@@ -135,22 +152,36 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Tensor, dict[str, Any]]:
-        """Start a new episode in every env.
+        """Start a new episode in every env, or in those ``options["reset_mask"]`` selects.
 
-        :param seed: seeds the env's generator; ``None`` continues its stream.
-        :param options: ``{"low": float, "high": float}`` bounds of the initial state where
-            gymnasium's environment takes them; they stay in force for later auto-resets.
+        :param seed: a non-negative integer that seeds the env's generator; ``None`` continues
+            its stream.
+        :param options: ``"reset_mask"``: an ``(N,)`` bool numpy array or tensor, True where an
+            env restarts (the others keep their episode; their rows of the returned batch are
+            their current observations); ``"low"``/``"high"`` (Pendulum: ``"x_init"``,
+            ``"y_init"``): bounds of the initial state where gymnasium's environment takes
+            them, in force for this reset and the auto-resets after it, until the next reset
+            (without them, the defaults).
+        :returns: the ``(N, *obs_shape)`` observations and an empty info dict.
         """
-        super().reset(seed=seed)
+        super().reset(seed=seed)  # gymnasium's checks of the seed, and its numpy generator
+        options = dict(options or {})  # the caller's dict is left as it is
+        mask = (reset_mask(self._name, options.pop("reset_mask"), self.num_envs, self.device)
+                if "reset_mask" in options else None)
+        self.reset_bounds = self.parse_reset_options(options)
         if seed is not None:
-            self.generator.manual_seed(int(seed))
-        if options:
-            self.reset_bounds = self.parse_reset_options(options)
-        self.state = self.initial_state(self.num_envs)
-        self.elapsed.zero_()
-        obs = self.observe(self.state)
+            self.generator.manual_seed(torch_seed(seed))
+        if mask is None:
+            self.state = self.initial_state(self.num_envs)
+            self.elapsed.zero_()
+            obs = self.observe(self.state)
+        else:
+            self.state, obs = self._restart(mask, self.state, self.observe(self.state))
         if self.frame_stack > 1:
-            obs = self._frames = torch.cat([obs] * self.frame_stack, dim=1)
+            fresh = torch.cat([obs] * self.frame_stack, dim=1)
+            if mask is not None and self._frames is not None:
+                fresh = select(mask, fresh, self._frames, 0)
+            obs = self._frames = fresh
         return obs, {}
 
     def step(
@@ -159,12 +190,14 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         """Advance every env one step; finished ones restart at once (``same_step``).
 
         :param actions: ``(N,)`` integers for discrete actions, ``(N, *action_shape)`` floats
-            otherwise; a tensor on any device or anything ``numpy.asarray`` accepts. Actions
-            are not checked against the action space.
+            otherwise; a tensor on any device or anything ``numpy.asarray`` accepts. They are
+            checked against the action space only with :attr:`check_actions` (a
+            :class:`ValueError` names the offending values); otherwise an action outside it
+            gives whatever the dynamics make of it.
         :returns: ``obs, reward (float32), terminated, truncated, info`` as tensors on
             :attr:`device`; ``info["final_obs"]`` and ``info["_final_obs"]`` as described above.
         """
-        action = self._actions(actions)
+        action = self._checked_actions(actions) if self.check_actions else self._actions(actions)
         new_state, final_obs, reward, terminated = self._step_fn(self.state, action, self.params)
         self.elapsed += 1
         if self.max_episode_steps is None:
@@ -172,37 +205,34 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         else:
             truncated = self.elapsed >= self.max_episode_steps
         done = terminated | truncated
+        self.state, obs = self._restart(done, new_state, final_obs)
+        if self.frame_stack > 1:
+            obs, final_obs = self._stack(obs, final_obs, done)
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
+
+    def _restart(self, done: Tensor, state: Any, obs: Tensor) -> tuple[Any, Tensor]:
+        """``state`` and its observations ``obs`` with the envs where ``done`` is True
+        restarted from fresh initial states (their step counters zeroed)."""
         dim = self.state_batch_dim
-        state: Any  # after the reset of finished envs
-        obs: Tensor
         if self._host_checks:
             # On the CPU, asking which envs finished costs nothing: draw fresh states for
             # those only (usually none or a few) and copy them in.
             index = done.nonzero().view(-1)
-            if index.numel():
-                fresh = self.initial_state(int(index.numel()))
-                state = replace_rows(new_state, index, fresh, dim)
-                if final_obs is new_state:  # the observation is the state itself
-                    obs = state
-                else:
-                    obs = final_obs.index_copy(0, index, self.observe(fresh))
-                self.elapsed.index_fill_(0, index, 0)
-            else:
-                state, obs = new_state, final_obs
-        else:
-            # On an accelerator, a host check would stall the device: draw fresh states for
-            # every env and select, so that nothing here waits for the device.
-            fresh = self.initial_state(self.num_envs)
-            state = select(done, fresh, new_state, dim)
-            if final_obs is new_state:
-                obs = state
-            else:
-                obs = select(done, self.observe(fresh), final_obs, 0)
-            self.elapsed.masked_fill_(done, 0)
-        self.state = state
-        if self.frame_stack > 1:
-            obs, final_obs = self._stack(obs, final_obs, done)
-        return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
+            if not index.numel():
+                return state, obs
+            fresh = self.initial_state(int(index.numel()))
+            restarted = replace_rows(state, index, fresh, dim)
+            # (where the observation is the state itself, it is restarted with it)
+            obs = restarted if obs is state else obs.index_copy(0, index, self.observe(fresh))
+            self.elapsed.index_fill_(0, index, 0)
+            return restarted, obs
+        # On an accelerator, a host check would stall the device: draw fresh states for
+        # every env and select, so that nothing here waits for the device.
+        fresh = self.initial_state(self.num_envs)
+        restarted = select(done, fresh, state, dim)
+        obs = restarted if obs is state else select(done, self.observe(fresh), obs, 0)
+        self.elapsed.masked_fill_(done, 0)
+        return restarted, obs
 
     def _stack(self, obs: Tensor, final_obs: Tensor, done: Tensor) -> tuple[Tensor, Tensor]:
         """The stacked ``(obs, final_obs)``: every env's frames move on by the frame it reached;
@@ -217,7 +247,8 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         return self._frames, final_stack
 
     def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:
-        """The initial-state bounds that ``reset(options=...)`` asks for."""
+        """The initial-state bounds that ``reset(options=...)`` asks for (the defaults where it
+        names none)."""
         if self.default_reset_bounds is None:
             return None
         low, high = self.default_reset_bounds
@@ -267,6 +298,22 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         sample = torch.empty(shape, device=self.device)
         return sample.uniform_(low, high, generator=self.generator)
 
+    @property
+    def _name(self) -> str:
+        """The env in error messages: its gymnasium id and class."""
+        cls = type(self).__name__
+        return f"{self.spec.id} ({cls})" if self.spec is not None else cls
+
+    def _checked_actions(self, actions: Any) -> Tensor:
+        """:meth:`_actions`, after checking ``actions`` against the action space."""
+        if self._checker is None:
+            self._checker = ActionChecker(self._name, self.single_action_space, self.num_envs,
+                                          self.device)
+        raw = self._checker.raw(actions)
+        action = self._actions(raw)
+        self._checker.values(raw, action)
+        return action
+
     def _actions(self, actions: Any) -> Tensor:
         if isinstance(actions, Tensor):
             if self._discrete:
@@ -278,6 +325,17 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
                                    device=self.device).reshape(self.num_envs)
         return torch.as_tensor(array, dtype=torch.float32,
                                device=self.device).reshape(self.num_envs, -1)
+
+
+def torch_seed(seed: int) -> int:
+    """The :class:`torch.Generator` seed for a gymnasium seed: the seed itself below 2**64
+    (the generator's range), a 64-bit digest of it (numpy's ``SeedSequence``) above."""
+    seed = int(seed)
+    if 0 <= seed < 2**64:
+        return seed
+    if seed < 0:
+        raise ValueError(f"Seed must be greater or equal to zero, actual value: {seed}")
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
 
 
 def _stacked_space(space: spaces.Space[Any], k: int) -> spaces.Box:

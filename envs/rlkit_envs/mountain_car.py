@@ -95,6 +95,7 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
     :param device: where the state lives.
     :param max_episode_steps: truncation limit (200 as in MountainCar-v0); ``None`` for none.
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     :param goal_velocity, min_position, max_position, max_speed, goal_position, force,
         gravity: see :class:`MountainCarParams`.
     """
@@ -110,6 +111,7 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
         max_episode_steps: int | None = 200,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
         goal_velocity: float = 0.0,
         min_position: float = -1.2,
         max_position: float = 0.6,
@@ -133,6 +135,7 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def initial_state(self, n: int) -> Tensor:
@@ -149,6 +152,7 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
     :param device: where the state lives.
     :param max_episode_steps: truncation limit (999 as in MountainCarContinuous-v0).
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     :param goal_velocity, min_position, max_position, max_speed, goal_position, power,
         gravity, min_action, max_action: see :class:`MountainCarParams`.
     """
@@ -164,6 +168,7 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
         max_episode_steps: int | None = 999,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
         goal_velocity: float = 0.0,
         min_position: float = -1.2,
         max_position: float = 0.6,
@@ -191,6 +196,7 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def initial_state(self, n: int) -> Tensor:

@@ -83,6 +83,7 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
     :param device: where the state lives.
     :param max_episode_steps: truncation limit (200 as in Pendulum-v1); ``None`` for none.
     :param compile: wrap the step function with :func:`torch.compile`.
+    :param frame_stack, check_actions: see :class:`~rlkit_envs.core.BatchedEnv`.
     :param g, m, l, dt, max_speed, max_torque: see :class:`PendulumParams`.
     """
 
@@ -98,6 +99,7 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
         max_episode_steps: int | None = 200,
         compile: bool = False,
         frame_stack: int = 1,
+        check_actions: bool = False,
         g: float = 10.0,
         m: float = 1.0,
         l: float = 1.0,  # noqa: E741 -- gymnasium's name
@@ -119,6 +121,7 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
             max_episode_steps=max_episode_steps,
             compile=compile,
             frame_stack=frame_stack,
+            check_actions=check_actions,
         )
 
     def parse_reset_options(self, options: dict[str, Any]) -> tuple[float, float] | None:

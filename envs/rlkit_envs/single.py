@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from rlkit_envs.core import BatchedEnv
 
@@ -37,6 +38,15 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
         self.batch = batched(1, device="cpu", max_episode_steps=None, **kwargs)
         self.observation_space = self.batch.single_observation_space
         self.action_space = self.batch.single_action_space
+
+    @property  # type: ignore[override]
+    def spec(self) -> EnvSpec | None:
+        """The id's spec; ``gymnasium.make`` sets it, and the batch names the env by it."""
+        return self.batch.spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        self.batch.spec = value
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
