@@ -17,7 +17,10 @@ truncated episodes can bootstrap from it; ``terminated`` alone decides that noth
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -27,8 +30,76 @@ from torch import Tensor
 
 from rlkit.interfaces import Transition
 from rlkit.returns import gae
+from rlkit.validation import ConfigError
 
-__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer"]
+__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer", "allocation_failure",
+           "check_allocation", "storage_bytes"]
+
+
+def storage_bytes(rows: int, layouts: Iterable[tuple[tuple[int, ...], torch.dtype]]) -> int:
+    """Bytes that ``rows`` rows of tensors of the given ``(shape, dtype)`` layouts take (exact
+    Python integers, so a size that would overflow ``int64`` is still measured)."""
+    per_row = sum(math.prod(shape) * dtype.itemsize for shape, dtype in layouts)
+    return int(rows) * per_row
+
+
+def device_memory(device: torch.device) -> tuple[int, str] | None:
+    """``(bytes, description)`` of the memory an allocation on ``device`` can use at most:
+    the GPU's total memory, or the machine's physical memory; ``None`` where unknown."""
+    if device.type == "cuda":
+        try:
+            total = torch.cuda.get_device_properties(device).total_memory
+        except (RuntimeError, AssertionError):
+            return None
+        return int(total), f"the GPU's {_size(total)}"
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+    return int(total), f"this machine's {_size(total)} of physical memory"
+
+
+def check_allocation(nbytes: int, *, key: str, what: str, device: torch.device | str,
+                     advice: str | None = None) -> None:
+    """Refuse, before allocating, storage larger than the device's memory.
+
+    :param nbytes: the size of the allocation (see :func:`storage_bytes`).
+    :param key: the config key path that sets its size, e.g. ``algorithm.buffer_size``.
+    :param what: the storage, e.g. ``a replay buffer of 10,000,000 transitions``.
+    :param advice: what to do instead (default: lower the key).
+    :raises ConfigError: naming ``key``, the bytes needed and the memory there is.
+    """
+    memory = device_memory(torch.device(device))
+    if memory is not None and nbytes > memory[0]:
+        raise ConfigError(f"{key}: {what} would need {_size(nbytes)} of memory, more than "
+                          f"{memory[1]}; {advice or 'lower ' + key.rpartition('.')[2]}.",
+                          key=key)
+
+
+def allocation_failure(exc: BaseException) -> str | None:
+    """What an allocator's out-of-memory error says was asked for (``3.6 TiB``), ``""`` where it
+    does not say, or ``None`` when ``exc`` is not an allocation failure."""
+    if not isinstance(exc, (MemoryError, RuntimeError)):
+        return None
+    text = str(exc)
+    if not (isinstance(exc, (MemoryError, torch.OutOfMemoryError))
+            or "can't allocate memory" in text or "out of memory" in text):
+        return None
+    tried = re.search(r"allocate (\d+) bytes", text)
+    if tried:
+        return _size(int(tried.group(1)))
+    tried = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGTP]?i?B)", text)
+    return tried.group(1) if tried else ""
+
+
+def _size(nbytes: int) -> str:
+    """``1.5 GiB`` style."""
+    value = float(nbytes)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def observation_layout(space: gym.Space[Any]) -> tuple[tuple[int, ...], torch.dtype]:
@@ -89,6 +160,9 @@ class ReplayBuffer:
     :param action_space: the space of one environment's action.
     :param num_envs: ``N``, the rows each :meth:`add` brings (fewer where some are invalid).
     :param device: where the tensors live.
+    :param size_key: the config key that sets ``capacity``, named if it does not fit in memory.
+    :raises ConfigError: before allocating, where the buffer would not fit in the device's
+        memory.
     """
 
     FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
@@ -101,6 +175,7 @@ class ReplayBuffer:
         action_space: gym.Space[Any],
         num_envs: int,
         device: torch.device | str,
+        size_key: str = "capacity",
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -109,6 +184,10 @@ class ReplayBuffer:
         self.device = torch.device(device)
         obs_shape, obs_dtype = observation_layout(observation_space)
         act_shape, act_dtype = action_layout(action_space)
+        layouts = [(obs_shape, obs_dtype), (obs_shape, obs_dtype), (act_shape, act_dtype),
+                   ((), torch.float32), ((), torch.bool)]
+        check_allocation(storage_bytes(self.capacity, layouts), key=size_key, device=self.device,
+                         what=f"a replay buffer of {self.capacity:,} transitions")
         size, dev = self.capacity, self.device
         # Uninitialised: a row is written before anything reads it (sampling and state_dict see
         # only the first `size` rows), and untouched pages of a large buffer cost no memory
@@ -212,6 +291,9 @@ class RolloutBuffer:
     :param observation_space: the space of one environment's observation.
     :param action_space: the space of one environment's action.
     :param device: where the tensors live.
+    :param size_key: the config key that sets ``num_steps``, named if it does not fit in memory.
+    :raises ConfigError: before allocating, where the rollout would not fit in the device's
+        memory.
     """
 
     STORED = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "value",
@@ -225,12 +307,19 @@ class RolloutBuffer:
         observation_space: gym.Space[Any],
         action_space: gym.Space[Any],
         device: torch.device | str,
+        size_key: str = "num_steps",
     ) -> None:
         self.num_steps = int(num_steps)
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
         obs_shape, obs_dtype = observation_layout(observation_space)
         act_shape, act_dtype = action_layout(action_space)
+        scalars = [((), torch.float32)] * 5 + [((), torch.bool)] * 3
+        layouts = [(obs_shape, obs_dtype), (obs_shape, obs_dtype), (act_shape, act_dtype),
+                   *scalars]
+        check_allocation(storage_bytes(self.num_steps * self.num_envs, layouts), key=size_key,
+                         device=self.device, what=f"a rollout of {self.num_steps:,} steps x "
+                         f"{self.num_envs:,} envs")
         grid, dev = (self.num_steps, self.num_envs), self.device
         self.obs = torch.zeros((*grid, *obs_shape), dtype=obs_dtype, device=dev)
         self.next_obs = torch.zeros((*grid, *obs_shape), dtype=obs_dtype, device=dev)

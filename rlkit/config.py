@@ -1,4 +1,4 @@
-"""Experiment files: YAML (read with ``safe_load``) -> a validated, typed :class:`Experiment`.
+"""Experiment files: YAML (``safe_load`` semantics) -> a validated, typed :class:`Experiment`.
 
 An experiment file has these sections (only ``algorithm``, ``env`` and ``train.total_steps``
 are required)::
@@ -20,15 +20,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from rlkit import yaml_reader
 from rlkit.plugins import Plugins, UnknownNameError
-from rlkit.validation import ConfigError, from_data, hint_for, param, to_data
+from rlkit.validation import (
+    ConfigError,
+    describe,
+    from_data,
+    hint_for,
+    in_context,
+    key_text,
+    param,
+    quote,
+    suggest,
+    to_data,
+)
 
 __all__ = [
     "ComponentConfig",
@@ -44,6 +54,9 @@ __all__ = [
     "read_yaml",
     "resolve",
 ]
+
+SEED_MAX = 2**32 - 1
+"""The largest ``train.seed`` (seeds are 32-bit, as numpy's global generator takes them)."""
 
 
 @dataclass(kw_only=True)
@@ -76,6 +89,9 @@ class EnvConfig:
     """Wrappers applied to each single environment."""
     imports: list[str] = field(default_factory=list)
     """Modules imported before the env is made (packages that register gymnasium ids)."""
+    step_timeout: float | None = param(60.0, gt=0)
+    """With vectorization: async, seconds to wait for the workers per reset or step before the
+    run stops with an error naming the worker (null: wait forever); ignored otherwise."""
 
 
 @dataclass(kw_only=True)
@@ -84,20 +100,25 @@ class TrainConfig:
 
     total_steps: int = param(ge=1)
     """Environment steps to train for (summed over parallel envs)."""
-    seed: int = param(0, ge=0)
-    """Seed for networks, exploration, sampling and environments."""
+    seed: int = param(0, ge=0, le=SEED_MAX)
+    """Seed for networks, exploration, sampling and environments: 0 to 2**32 - 1."""
     device: str = "auto"
     """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     checkpoint_every: int = param(0, ge=0)
     """Write a checkpoint every this many env steps (0: only at the end and on interrupt)."""
     keep_checkpoints: int = param(2, ge=1)
     """How many periodic checkpoints to keep besides ``latest.pt``."""
-    nan_check: Literal["off", "warn", "raise"] = "warn"
-    """What to do with NaN/inf in env outputs, losses and gradient norms."""
+    nan_check: Literal["off", "warn", "raise"] = param("warn", from_bool=("off", "warn"))
+    """What to do with NaN/inf in env outputs, losses and gradient norms. YAML reads unquoted
+    ``off``/``no``/``false`` as false, which means ``off``, and ``on``/``yes``/``true`` as true,
+    which means ``warn`` (the default)."""
     torch_threads: int | None = param(None, ge=1)
     """torch intra-op threads (default: 1 for small CPU workloads, which is fastest)."""
     log_every: int = param(1000, ge=1)
     """Log rollout statistics (episode return/length) every this many env steps."""
+    plugin_errors: Literal["warn", "stop"] = "warn"
+    """When a plugin's lifecycle hook raises: ``warn`` reports it once per plugin and hook and
+    the run goes on; ``stop`` stops the run there with a checkpoint and a one-line error."""
 
 
 @dataclass(kw_only=True)
@@ -147,6 +168,19 @@ class Experiment:
     run: RunConfig = field(default_factory=RunConfig)
     source: str | None = None
     """The file it came from (for messages)."""
+    overrides: tuple[str, ...] = ()
+    """The ``--set KEY=VALUE`` overrides applied to the file (for messages)."""
+
+    def locate(self, exc: ConfigError, *, key: str,
+               installed: Collection[str] | None = None) -> ConfigError:
+        """An error raised while building from this experiment (``dqn`` on a Box action space,
+        a buffer too large for memory), worded like a validation error: prefixed with the file
+        or the ``--set`` that caused it, and a key path (``key`` unless it names its own)."""
+        exc = in_context(exc, key=key, installed=installed)
+        if exc.source is not None or self.source is None:
+            return exc
+        return ConfigError(blame(exc, self.source, self.overrides), key=exc.key,
+                           source=self.source)
 
     def to_data(self) -> dict[str, Any]:
         """Plain data with every default filled in (written as ``config.yaml``)."""
@@ -170,40 +204,44 @@ _COMPONENTS = ("algorithm", "backbone", "exploration")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read an experiment file with ``yaml.safe_load``; errors name the file (and line)."""
+    """Read an experiment file (``safe_load`` semantics, see :mod:`rlkit.yaml_reader`); errors
+    name the file and line."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: experiment file not found. Pass the path of a YAML file, "
                           f"e.g. experiments/cartpole.yaml.")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}{where}: not valid YAML: {problem}.") from None
+    data = yaml_reader.read_file(p)
     if data is None:
-        data = {}
+        raise ConfigError(f"{p}: the file is empty (it holds no settings, only blank lines or "
+                          f"comments); an experiment needs algorithm, env and train sections, "
+                          f"e.g. experiments/cartpole.yaml.")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections "
-                          f"(algorithm, env, train, ...), got {type(data).__name__}.")
+                          f"(algorithm, env, train, ...), got {describe(data)}.")
     return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a copy of ``data``.
+
+    Errors start with ``--set KEY=VALUE:``, never with a file name.
+    """
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
+        where = f"--set {key_text(item)}"
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, "
+            raise ConfigError(f"{where}: expected KEY.PATH=VALUE, "
                               f"e.g. --set algorithm.optimizer.lr=1e-3")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
+            value = yaml_reader.parse(raw, where) if raw.strip() else None
+        except yaml_reader.YAMLSyntaxError:
+            value = raw  # not YAML: the text itself (e.g. a path with ': ')
         parts = key.split(".")
+        if any(not part for part in parts):
+            raise ConfigError(f"{where}: {quote(key)} is not a key path; write names "
+                              f"separated by single dots, e.g. algorithm.optimizer.lr.")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part) if isinstance(node, dict) else None
@@ -211,7 +249,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 child = {}
                 node[part] = child
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping.")
+                raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a mapping "
+                                  f"(it holds {describe(child)}).")
             node = child
         node[parts[-1]] = value
     return data
@@ -222,53 +261,107 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
     unknown = [k for k in data if k not in _SECTIONS and k not in _COMPONENTS]
     if unknown:
         valid = [*_COMPONENTS, *_SECTIONS]
-        hint = hint_for(str(unknown[0]), valid)
-        raise ConfigError(f"{unknown[0]}: unknown section.{hint} Valid sections: "
-                          f"{', '.join(valid)}.")
+        key = key_text(unknown[0])
+        raise ConfigError(f"{key}: unknown section.{hint_for(key, valid)} Valid sections: "
+                          f"{', '.join(valid)}.", key=key)
     for required in ("algorithm", "env", "train"):
         if data.get(required) is None:
-            raise ConfigError(f"{required}: required section is missing.")
+            state = "is empty" if required in data else "is missing"
+            raise ConfigError(f"{required}: required section {state}.", key=required)
     kwargs: dict[str, Any] = {"source": source}
     for name, cls in _SECTIONS.items():
         if name in data:
             kwargs[name] = from_data(cls, data[name], name)
-    specs: dict[str, Callable[[str], Any]] = {
-        "algorithm": plugins.algorithm,
-        "backbone": plugins.backbone,
-        "exploration": plugins.exploration_spec,
-    }
     for name in _COMPONENTS:
         raw = data.get(name, {"name": "mlp"} if name == "backbone" else None)
         if raw is None:
             continue
-        if isinstance(raw, str):
-            raw = {"name": raw}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{name}: expected a mapping with a 'name' key, got {raw!r}.")
-        if "name" not in raw and name == "backbone":
-            raw = {"name": "mlp", **raw}
-        if "name" not in raw:
-            raise ConfigError(f"{name}.name: required key is missing.")
-        comp_name = raw["name"]
-        try:
-            spec = specs[name](str(comp_name))
-        except UnknownNameError as exc:
-            raise ConfigError(str(exc)) from None
-        params = {k: v for k, v in raw.items() if k != "name"}
-        kwargs[name] = ComponentConfig(name=spec.name,
-                                       params=from_data(spec.config, params, name))
+        component = _component(name, raw, plugins)
+        if component is not None:
+            kwargs[name] = component
     return Experiment(**kwargs)
+
+
+def _component(section: str, raw: Any, plugins: Plugins) -> ComponentConfig | None:
+    """Validate one plugin-provided section: ``{name: <registered name>, **params}``."""
+    tables: dict[str, tuple[dict[str, Any], Callable[[str], Any]]] = {
+        "algorithm": (plugins.algorithms, plugins.algorithm),
+        "backbone": (plugins.backbones, plugins.backbone),
+        "exploration": (plugins.exploration, plugins.exploration_spec),
+    }
+    table, lookup = tables[section]
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{section}: expected a mapping with a 'name' key, got "
+                          f"{describe(raw)}.", key=section)
+    if "name" not in raw:
+        misspelt = [k for k in raw if isinstance(k, str) and suggest(k, ["name"]) == "name"]
+        if misspelt:
+            raise ConfigError(f"{section}.{key_text(misspelt[0])}: unknown key. Did you mean "
+                              f"'name'?", key=f"{section}.{key_text(misspelt[0])}")
+        if section == "backbone":
+            raw = {"name": "mlp", **raw}
+        else:
+            raise ConfigError(f"{section}.name: required key is missing; give one of: "
+                              f"{', '.join(sorted(table)) or 'none installed'}.",
+                              key=f"{section}.name")
+    comp_name = raw["name"]
+    if not isinstance(comp_name, str):
+        raise ConfigError(f"{section}.name: expected a registered name (one of "
+                          f"{', '.join(sorted(table)) or 'none installed'}), got "
+                          f"{describe(comp_name)}.", key=f"{section}.name")
+    if len(comp_name) > 200:
+        raise ConfigError(f"{section}.name: {quote(comp_name)} is not a registered name; one "
+                          f"of: {', '.join(sorted(table)) or 'none installed'}.",
+                          key=f"{section}.name")
+    try:
+        spec = lookup(comp_name)
+    except UnknownNameError as exc:
+        raise ConfigError(str(exc), key=f"{section}.name") from None
+    params = {k: v for k, v in raw.items() if k != "name"}
+    return ComponentConfig(name=spec.name, params=from_data(spec.config, params, section))
 
 
 def load_experiment(
     path: str | Path, plugins: Plugins, overrides: Sequence[str] = ()
 ) -> Experiment:
-    """Read, override and validate an experiment file; errors are prefixed with the file."""
+    """Read, override and validate an experiment file.
+
+    Errors are prefixed with the file, or with ``--set KEY=VALUE`` where an override set the
+    key that is wrong (``--set algorithm.lerning_rate=1e-3: algorithm.lerning_rate: unknown
+    key. Did you mean algorithm.optimizer.lr?``).
+    """
     data = apply_overrides(read_yaml(path), overrides)
     try:
-        return resolve(data, plugins, source=str(path))
+        experiment = resolve(data, plugins, source=str(path))
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(blame(exc, path, overrides), key=exc.key, source=str(path)) from None
+    experiment.overrides = tuple(overrides)
+    return experiment
+
+
+def blame(exc: ConfigError, path: str | Path, overrides: Sequence[str]) -> str:
+    """``exc``'s message prefixed with where the wrong value came from: the ``--set`` that set
+    its key (or a key inside it), else the file (naming any ``--set`` in the same mapping)."""
+    key = exc.key
+    sets = [(item.partition("=")[0].strip(), item) for item in overrides]
+    if key:
+        for set_key, item in reversed(sets):
+            if _within(key, set_key):
+                return f"--set {key_text(item)}: {exc}"
+        parent = key.rpartition(".")[0]
+        related = [item for set_key, item in sets
+                   if _within(set_key, key) or (parent and _within(set_key, parent))]
+        if related:
+            shown = ", ".join(f"--set {key_text(i)}" for i in related[-3:])
+            return f"{path} (with {shown}): {exc}"
+    return f"{path}: {exc}"
+
+
+def _within(key: str, prefix: str) -> bool:
+    """``key`` is ``prefix`` or a key path below it (``a.b.c``, ``a.b[0]`` within ``a.b``)."""
+    return key == prefix or key.startswith((f"{prefix}.", f"{prefix}["))
 
 
 def replace_params(component: ComponentConfig, **changes: Any) -> ComponentConfig:

@@ -43,7 +43,7 @@ class OptimizerConfig:
 
     name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     """adam, adamw, sgd (with ``momentum`` for SGD with momentum) or rmsprop."""
-    lr: Scheduled = 3e-4
+    lr: Scheduled = param(3e-4, ge=0.0)
     """Learning rate: a number or a schedule ``{kind: linear, start: ..., end: ...}``."""
     momentum: float = param(0.0, ge=0.0, lt=1.0)
     """Momentum for sgd and rmsprop."""

@@ -7,6 +7,10 @@ In YAML a scheduled value is either a number (constant) or a mapping::
 
 ``progress`` runs from 0 (first step) to 1 (``train.total_steps``); a schedule reaches ``end``
 after ``fraction`` of the run and stays there.
+
+A key's range (``param(..., gt=0.0)``) applies to every value its schedule takes: ``start`` and
+``end`` (only ``start`` for ``kind: constant``), so ``lr: {start: 3.0e-4, end: -1.0}`` is
+refused like ``lr: -1.0``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ class Schedule:
     def __post_init__(self) -> None:
         if self.kind == "exponential" and (self.start <= 0 or self.end <= 0):
             raise ValueError("an exponential schedule needs start > 0 and end > 0")
+
+    def ranged_values(self) -> dict[str, float]:
+        """The values the key's range applies to, by name (what the schedule can take)."""
+        if self.kind == "constant":
+            return {"start": self.start}
+        return {"start": self.start, "end": self.end}
 
 
 Scheduled = float | Schedule
