@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from rlkit.hookspecs import hookimpl
 from rlkit.schedules import Schedule, Scheduled, value_at
+from rlkit.validation import param
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass(kw_only=True)
 class ScheduleExplorationConfig:
     """Exploration that follows a fixed schedule over training."""
 
-    value: Scheduled = 0.1
+    value: Scheduled = param(0.1, ge=0.0)
     """A number, or a schedule such as ``{kind: linear, start: 1.0, end: 0.05, fraction: 0.1}``."""
 
 

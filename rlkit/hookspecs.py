@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from rlkit.interfaces import EvalResult, RunInfo
+from rlkit.specs import EvalResult, RunInfo
 
 PROJECT = "rlkit"
 
@@ -37,7 +37,10 @@ def register_algorithms(register: Callable[..., None]) -> None:
 
     Call ``register(name, config, build, *, description="")`` once per algorithm:
     ``config`` is a dataclass of hyperparameters (validated against the YAML's ``algorithm:``
-    section) and ``build(params, ctx: BuildContext) -> Algorithm`` constructs the agent.
+    section) and ``build(params, ctx: BuildContext) -> Algorithm`` constructs the agent. Either
+    may be a ``"package.module:attribute"`` string, imported on first use, so that listing
+    plugins needs no torch (see :mod:`rlkit.specs`); the same holds for backbones and
+    exploration controllers.
     """
 
 
@@ -57,6 +60,17 @@ def register_envs(register: Callable[..., None]) -> None:
     Call ``register(env_id, *, entry_point=None, vector_entry_point=None, description="",
     **kwargs)``; the arguments are those of :func:`gymnasium.register`, so that
     ``gymnasium.make``/``make_vec`` and rlkit's YAML ``env.id`` find the environment.
+    """
+
+
+@hookspec
+def register_wrappers(register: Callable[..., None]) -> None:
+    """Vouch for gymnasium wrappers that runs may name in ``env.wrappers``.
+
+    Call ``register(wrapper, *, description="")``: ``wrapper`` is a subclass of
+    ``gymnasium.Wrapper`` or its ``"package.module:Class"`` reference (imported only when an env
+    uses it). A run or checkpoint whose stored config names a registered wrapper loads without
+    ``--trust-config``; YAML names it ``package.module:Class`` or ``package.module.Class``.
     """
 
 
@@ -113,4 +127,5 @@ def checkpoint_saved(run: RunInfo, path: Path, step: int) -> None:
 
 @hookspec
 def run_finished(run: RunInfo, summary: Mapping[str, Any]) -> None:
-    """A run ended (target reached, budget spent or interrupted); ``summary`` is summary.json."""
+    """A run ended: target reached, budget spent, interrupted, crashed or stopped on a
+    non-finite value (``summary["status"]``); ``summary`` is summary.json."""

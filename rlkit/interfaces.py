@@ -19,13 +19,22 @@ config layer validates YAML against, and a ``build`` function.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
+
+from rlkit.specs import (
+    AlgorithmSpec,
+    BackboneSpec,
+    EvalResult,
+    ExplorationSpec,
+    RunInfo,
+    RunnerSpec,
+)
 
 __all__ = [
     "Algorithm",
@@ -234,91 +243,3 @@ class BuildContext:
     backbone: BackboneFactory
     exploration: Exploration | None
     nan_check: NanCheck
-
-
-@dataclass(frozen=True, kw_only=True)
-class AlgorithmSpec:
-    """A registered algorithm: its hyperparameter dataclass and how to build it."""
-
-    name: str
-    config: type
-    build: Callable[[Any, BuildContext], Algorithm]
-    description: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BackboneSpec:
-    """A registered backbone: ``build(params, observation_space) -> nn.Module``."""
-
-    name: str
-    config: type
-    build: Callable[[Any, gym.Space[Any]], nn.Module]
-    description: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExplorationSpec:
-    """A registered exploration controller: ``build(params, total_steps) -> Exploration``."""
-
-    name: str
-    config: type
-    build: Callable[[Any, int], Exploration]
-    description: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunnerSpec:
-    """A loop for algorithms that must own it (e.g. asynchronous workers).
-
-    ``run(trainer, max_steps)`` replaces :meth:`rlkit.loop.Trainer.run` for the algorithms
-    listed in ``algorithms`` and returns the run summary. It may set things up (worker
-    processes, shared parameters) and then call ``trainer.default_loop(max_steps)``, which
-    keeps evaluation, checkpoints, logging and hooks as they are.
-    """
-
-    name: str
-    algorithms: tuple[str, ...]
-    run: Callable[[Any, int | None], dict[str, Any]]
-    description: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInfo:
-    """What lifecycle hooks learn about the run they observe.
-
-    :param run_dir: the run directory (config, manifest, events, checkpoints, summary).
-    :param config: the resolved configuration as plain data (as written to ``config.yaml``).
-    :param algorithm: the algorithm's registered name.
-    :param seed: the run's seed.
-    :param device: the device the agent lives on.
-    """
-
-    run_dir: Any
-    config: Mapping[str, Any]
-    algorithm: str
-    seed: int
-    device: torch.device
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalResult:
-    """The outcome of one deterministic evaluation.
-
-    :param returns: the undiscounted return of every evaluated episode.
-    :param lengths: the length of every evaluated episode.
-    """
-
-    returns: tuple[float, ...]
-    lengths: tuple[int, ...]
-
-    @property
-    def mean(self) -> float:
-        return float(sum(self.returns) / max(len(self.returns), 1))
-
-    @property
-    def std(self) -> float:
-        n = len(self.returns)
-        if n == 0:
-            return 0.0
-        m = self.mean
-        return float((sum((r - m) ** 2 for r in self.returns) / n) ** 0.5)

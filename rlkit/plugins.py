@@ -32,20 +32,16 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-import gymnasium as gym
 import pluggy
 
 from rlkit import hookspecs
-from rlkit.interfaces import AlgorithmSpec, BackboneSpec, ExplorationSpec, RunnerSpec
+from rlkit.errors import PluginError
+from rlkit.specs import AlgorithmSpec, BackboneSpec, ComponentSpec, ExplorationSpec, RunnerSpec
 from rlkit.validation import hint_for
 
 ENTRY_POINT_GROUP = "rlkit"
 DEFAULT_DISTRIBUTION = "rlkit"
 LOCAL = "<local>"
-
-
-class PluginError(Exception):
-    """A plugin is broken or two plugins conflict; the message names them."""
 
 
 class UnknownNameError(KeyError):
@@ -78,6 +74,17 @@ class EnvEntry:
 
 
 @dataclass(frozen=True)
+class WrapperEntry:
+    """A gymnasium wrapper a plugin vouches for through ``register_wrappers``.
+
+    :param name: its ``"package.module:Class"`` reference (what ``env.wrappers`` names).
+    """
+
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class FailedPlugin:
     name: str
     distribution: str
@@ -92,6 +99,7 @@ class Plugins:
     algorithms: dict[str, tuple[AlgorithmSpec, Provider]] = field(default_factory=dict)
     backbones: dict[str, tuple[BackboneSpec, Provider]] = field(default_factory=dict)
     envs: dict[str, tuple[EnvEntry, Provider]] = field(default_factory=dict)
+    wrappers: dict[str, tuple[WrapperEntry, Provider]] = field(default_factory=dict)
     exploration: dict[str, tuple[ExplorationSpec, Provider]] = field(default_factory=dict)
     runners: dict[str, tuple[RunnerSpec, Provider]] = field(default_factory=dict)
     failed: list[FailedPlugin] = field(default_factory=list)
@@ -218,6 +226,7 @@ class Plugins:
         self._collect("register_exploration", self.exploration, _spec_register(ExplorationSpec))
         self._collect("register_runners", self.runners, _runner_register)
         self._collect("register_envs", self.envs, _env_register)
+        self._collect("register_wrappers", self.wrappers, _wrapper_register)
 
     def _collect(
         self,
@@ -238,6 +247,8 @@ class Plugins:
                         f"{_provider} called register() in {hook_name} wrongly: {exc}. "
                         f"See docs/plugins.md#{hook_name} for the signature."
                     ) from None
+                if isinstance(entry, ComponentSpec):
+                    entry.origin = str(_provider)
                 key = entry.id if isinstance(entry, EnvEntry) else entry.name
                 if key in table:
                     _, other = table[key]
@@ -346,21 +357,40 @@ def _lookup(table: dict[str, tuple[Any, Provider]], name: str, kind: str, key: s
     )
 
 
-def _spec_register(spec_cls: type) -> Callable[..., Any]:
-    def make(name: str, config: type, build: Callable[..., Any], *, description: str = "") -> Any:
+def _spec_register(spec_cls: type[ComponentSpec]) -> Callable[..., ComponentSpec]:
+    """The ``register`` of algorithms, backbones and exploration controllers.
+
+    ``config`` and ``build`` are objects (checked now) or ``"module:attribute"`` references
+    (checked when first used; see :mod:`rlkit.specs`).
+    """
+
+    def make(name: str, config: type | str, build: Callable[..., Any] | str, *,
+             description: str = "") -> ComponentSpec:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string, got {name!r}")
-        if not callable(build):
+        if isinstance(build, str):
+            _check_reference(build, "build")
+        elif not callable(build):
             raise TypeError(f"build must be callable, got {build!r}")
-        from dataclasses import is_dataclass
+        if isinstance(config, str):
+            _check_reference(config, "config")
+        else:
+            from dataclasses import is_dataclass
 
-        if not (isinstance(config, type) and is_dataclass(config)):
-            raise TypeError(f"config must be a dataclass type, got {config!r}")
-        if not description:
-            description = _first_line(config.__doc__) or _first_line(build.__doc__)
+            if not (isinstance(config, type) and is_dataclass(config)):
+                raise TypeError(f"config must be a dataclass type, got {config!r}")
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a string, got {description!r}")
         return spec_cls(name=name, config=config, build=build, description=description)
 
     return make
+
+
+def _check_reference(reference: str, what: str) -> None:
+    module, sep, attr = reference.partition(":")
+    if not (sep and module and attr):
+        raise TypeError(f"{what} must be an object or a 'package.module:attribute' reference, "
+                        f"got {reference!r}")
 
 
 def _runner_register(
@@ -372,13 +402,25 @@ def _runner_register(
 
 
 def _env_register(env_id: str, *, description: str = "", **kwargs: Any) -> EnvEntry:
+    import gymnasium as gym  # only where a plugin registers envs
+
     if env_id not in gym.registry:
         gym.register(id=env_id, **kwargs)
     return EnvEntry(env_id, description)
 
 
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
+def _wrapper_register(wrapper: type | str, *, description: str = "") -> WrapperEntry:
+    if isinstance(wrapper, str):
+        _check_reference(wrapper, "wrapper")
+        return WrapperEntry(wrapper, description)
+    import gymnasium as gym  # the plugin that passes a class has imported it already
+
+    if not (isinstance(wrapper, type) and issubclass(wrapper, gym.Wrapper)):
+        raise TypeError(f"wrapper must be a subclass of gymnasium.Wrapper or a "
+                        f"'package.module:Class' reference, got {wrapper!r}")
+    doc = (wrapper.__doc__ or "").strip()
+    return WrapperEntry(f"{wrapper.__module__}:{wrapper.__qualname__}",
+                        description or (doc.splitlines()[0] if doc else ""))
 
 
 def _canonical(name: str) -> str:

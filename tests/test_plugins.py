@@ -232,7 +232,7 @@ def test_duplicate_algorithm_name_is_an_error_naming_both_providers(no_plugin_en
         load(extra=[("dup", SecondPPO())])
     message = str(info.value)
     assert "'ppo' is registered twice" in message
-    original = f"by rlkit {metadata.version('rlkit')} (entry point 'ppo')"  # the built-in
+    original = f"by rlkit {metadata.version('rlkit')} (entry point 'algorithms')"  # the built-in
     newcomer = "by plugin 'dup' (registered in code)"
     assert original in message and newcomer in message
     assert message.index(original) < message.index(newcomer)
@@ -276,9 +276,9 @@ def test_duplicate_name_across_distributions_names_first_then_newcomer(
 
 
 def test_duplicate_of_a_built_in_names_rlkit_first(tmp_path, monkeypatch, no_plugin_env):
-    # "my_ppo" sorts before "ppo", but rlkit's own plugins are always registered first
+    # "a_ppo" sorts before "algorithms", but rlkit's own plugins are always registered first
     source = SAME_ALGORITHM.format(marker="").replace('"shared_name"', '"ppo"')
-    site = write_dist(tmp_path / "site", "my-pkg", "1.0", {"my_ppo": "my_ppo_mod"},
+    site = write_dist(tmp_path / "site", "my-pkg", "1.0", {"a_ppo": "my_ppo_mod"},
                       {"my_ppo_mod": source})
     monkeypatch.syspath_prepend(str(site))
 
@@ -286,7 +286,7 @@ def test_duplicate_of_a_built_in_names_rlkit_first(tmp_path, monkeypatch, no_plu
         load()
 
     assert (f"the name 'ppo' is registered twice, by rlkit {metadata.version('rlkit')} (entry "
-            "point 'ppo') and by my-pkg 1.0 (entry point 'my_ppo')" in str(info.value))
+            "point 'algorithms') and by my-pkg 1.0 (entry point 'a_ppo')" in str(info.value))
     sys.modules.pop("my_ppo_mod", None)
 
 
@@ -434,7 +434,7 @@ def test_allowlisted_name_matching_nothing_installed_is_a_warning(installed_fake
 def test_allowlist_that_matches_gives_no_warning(installed_fake):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        Plugins.load(allow=["rlkit_fake_plugin", "ppo"])  # a built-in's name is a match too
+        Plugins.load(allow=["rlkit_fake_plugin", "algorithms"])  # a built-in's name is a match too
 
 
 def test_load_arguments_override_the_environment(installed_fake, monkeypatch):

@@ -16,7 +16,6 @@ from rlkit.algorithms.tabular import (
     TabularAgent,
     build_qlearning,
     build_sarsa,
-    register_algorithms,
 )
 from rlkit.exploration import ScheduleExploration, linear
 from rlkit.interfaces import Algorithm, BuildContext, EnvSpec, NanCheck, Transition
@@ -206,11 +205,10 @@ def test_configs_validate_ranges_and_schedules() -> None:
         from_data(QLearningConfig, {"learning_rate": 0.0})
 
 
-def test_register_algorithms_registers_both_names() -> None:
-    registered: dict[str, tuple[type, Any]] = {}
-    register_algorithms(lambda name, config, build: registered.update({name: (config, build)}))
-    assert registered == {"qlearning": (QLearningConfig, build_qlearning),
-                          "sarsa": (SarsaConfig, build_sarsa)}
+def test_plugin_registers_both_names(plugins) -> None:
+    for name, (config, build) in BUILDERS.items():
+        spec = plugins.algorithm(name)
+        assert (spec.config, spec.build) == (config, build)
     assert isinstance(make_agent("sarsa"), Algorithm)
 
 

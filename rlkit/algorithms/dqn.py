@@ -24,7 +24,7 @@ of updates to experience does not depend on ``N``); every ``target_update_interv
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,6 @@ from torch import Tensor, nn
 
 from rlkit.buffers import ReplayBatch, ReplayBuffer
 from rlkit.exploration import ScheduleExploration, linear
-from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
 from rlkit.optim import (
     OptimizerConfig,
@@ -44,7 +43,7 @@ from rlkit.optim import (
     set_learning_rate,
 )
 from rlkit.schedules import Schedule, Scheduled
-from rlkit.validation import ConfigError, param
+from rlkit.validation import IncompatibleError, param
 
 LOSS_CAUSE = ("the TD loss diverged; lower algorithm.optimizer.lr, set algorithm.max_grad_norm, "
               "or scale the rewards (env.wrappers)")
@@ -120,8 +119,8 @@ class DQN:
     def __init__(self, config: DQNConfig, ctx: BuildContext) -> None:
         space = ctx.env.action_space
         if not isinstance(space, gym.spaces.Discrete):
-            raise ConfigError(f"algorithm 'dqn' needs a discrete action space, env has "
-                              f"{space}; use ppo or ddpg")
+            raise IncompatibleError("algorithm.name", f"'dqn' needs a discrete action space, "
+                                    f"env has {space}", alternatives=("ppo", "ddpg"))
         self.config = config
         self.device = ctx.device
         self.total_steps = max(int(ctx.total_steps), 1)
@@ -147,7 +146,7 @@ class DQN:
         self.buffer = ReplayBuffer(capacity=config.buffer_size,
                                    observation_space=ctx.env.observation_space,
                                    action_space=space, num_envs=ctx.env.num_envs,
-                                   device=self.device)
+                                   device=self.device, size_key="algorithm.buffer_size")
         self.env_steps = 0
         """Environment steps observed (``N`` per batched step)."""
         self.gradient_steps = 0
@@ -321,8 +320,3 @@ def _next_multiple(step: int, every: int) -> int:
 def build_dqn(params: DQNConfig, ctx: BuildContext) -> DQN:
     """Build a :class:`DQN` agent (the action space must be ``Discrete``)."""
     return DQN(params, ctx)
-
-
-@hookimpl
-def register_algorithms(register: Callable[..., None]) -> None:
-    register("dqn", DQNConfig, build_dqn)

@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from rlkit.buffers import RolloutBuffer
-from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, NanCheck, Transition
 from rlkit.optim import (
     OptimizerConfig,
@@ -36,7 +35,7 @@ from rlkit.optim import (
     set_learning_rate,
 )
 from rlkit.schedules import Scheduled, value_at
-from rlkit.validation import ConfigError, param
+from rlkit.validation import IncompatibleError, param
 
 
 @dataclass(kw_only=True)
@@ -53,7 +52,7 @@ class PPOConfig:
     """Discount factor."""
     gae_lambda: float = param(0.95, ge=0.0, le=1.0)
     """GAE's bias/variance trade-off (1: Monte-Carlo returns, 0: one-step TD)."""
-    clip_coef: Scheduled = 0.2
+    clip_coef: Scheduled = param(0.2, ge=0.0)
     """Clipping range of the probability ratio: a number or a schedule."""
     clip_vf: float | None = param(None, gt=0.0)
     """Clip value-function updates to this range around the old values (None: no clipping)."""
@@ -104,8 +103,8 @@ class ActorCritic(nn.Module):
             out = int(math.prod(action_space.shape))
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
         else:
-            raise ConfigError(f"algorithm 'ppo' supports Discrete and Box action spaces, not "
-                              f"{action_space}.")
+            raise IncompatibleError("algorithm.name", f"'ppo' supports Discrete and Box action "
+                                    f"spaces, not {action_space}")
         self.policy_head = nn.Linear(width, out)
         self.value_head = nn.Linear(_output_dim(self.critic_body), 1)
         nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
@@ -176,7 +175,8 @@ class PPO:
         self.generator.manual_seed(ctx.seed)
         self.buffer = RolloutBuffer(num_steps=config.n_steps, num_envs=spec.num_envs,
                                     observation_space=spec.observation_space,
-                                    action_space=spec.action_space, device=self.device)
+                                    action_space=spec.action_space, device=self.device,
+                                    size_key="algorithm.n_steps")
         self.action_space = spec.action_space
         if isinstance(spec.action_space, gym.spaces.Box):
             self.low = torch.as_tensor(spec.action_space.low, device=self.device)
@@ -347,8 +347,3 @@ def _explained_variance(values: Tensor, returns: Tensor) -> float:
 
 def build_ppo(params: PPOConfig, ctx: BuildContext) -> PPO:
     return PPO(params, ctx)
-
-
-@hookimpl
-def register_algorithms(register: Callable[..., None]) -> None:
-    register("ppo", PPOConfig, build_ppo)

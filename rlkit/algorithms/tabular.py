@@ -34,11 +34,11 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
+from rlkit.buffers import check_allocation, storage_bytes
 from rlkit.exploration import ScheduleExploration, linear
-from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
 from rlkit.schedules import Schedule, Scheduled, value_at
-from rlkit.validation import ConfigError, param
+from rlkit.validation import IncompatibleError, param
 
 METRICS_EVERY = 100
 """Report metrics on the first update and then every this many updates (averaged over them)."""
@@ -151,11 +151,11 @@ class TabularAgent:
         needs_next_action: bool,
     ) -> None:
         obs_space = _discrete(name, "observation", ctx.env.observation_space,
-                              "use 'dqn' or 'ppo', or a wrapper that discretises observations "
-                              "(env.wrappers) into a Discrete space")
+                              "use a wrapper that discretises observations (env.wrappers) into "
+                              "a Discrete space", ("dqn", "ppo"))
         action_space = _discrete(name, "action", ctx.env.action_space,
-                                 "use 'ppo' for continuous actions, or a wrapper that "
-                                 "discretises actions (env.wrappers) into a Discrete space")
+                                 "use a wrapper that discretises actions (env.wrappers) into a "
+                                 "Discrete space", ("ppo",))
         self.config = config
         self.device = ctx.device
         self.total_steps = max(int(ctx.total_steps), 1)
@@ -165,7 +165,13 @@ class TabularAgent:
         self.obs_start = int(obs_space.start)
         self.action_start = int(action_space.start)
         self.n_actions = int(action_space.n)
-        self.q = torch.full((int(obs_space.n), self.n_actions), float(config.initial_q),
+        rows = int(obs_space.n)
+        check_allocation(storage_bytes(rows, [((self.n_actions,), torch.float32)]),
+                         key="env.id", device=self.device,
+                         what=f"a Q table of {rows:,} states x {self.n_actions:,} actions",
+                         advice="use an environment with fewer states, or an algorithm that "
+                                "learns a network (dqn, ppo)")
+        self.q = torch.full((rows, self.n_actions), float(config.initial_q),
                             dtype=torch.float32, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
@@ -315,10 +321,12 @@ def _step_state(step: TableStep | None) -> dict[str, Tensor] | None:
     return None if step is None else {k: v.clone() for k, v in step._asdict().items()}
 
 
-def _discrete(name: str, what: str, space: gym.Space[Any], advice: str) -> gym.spaces.Discrete:
+def _discrete(name: str, what: str, space: gym.Space[Any], advice: str,
+              alternatives: tuple[str, ...]) -> gym.spaces.Discrete:
     if not isinstance(space, gym.spaces.Discrete):
-        raise ConfigError(f"algorithm {name!r} keeps a table indexed by {what}, so it needs a "
-                          f"Discrete {what} space, but the environment has {space}; {advice}.")
+        raise IncompatibleError("algorithm.name", f"{name!r} keeps a table indexed by {what}, "
+                                f"so it needs a Discrete {what} space, but the environment has "
+                                f"{space}; {advice}", alternatives=alternatives)
     return space
 
 
@@ -329,9 +337,3 @@ def build_qlearning(params: QLearningConfig, ctx: BuildContext) -> TabularAgent:
 
 def build_sarsa(params: SarsaConfig, ctx: BuildContext) -> TabularAgent:
     return TabularAgent(params, ctx, name="sarsa", target=sarsa_target, needs_next_action=True)
-
-
-@hookimpl
-def register_algorithms(register: Callable[..., None]) -> None:
-    register("qlearning", QLearningConfig, build_qlearning)
-    register("sarsa", SarsaConfig, build_sarsa)

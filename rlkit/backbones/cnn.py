@@ -13,7 +13,6 @@ and last dimension as the channels. ``uint8`` pixels are divided by 255.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +21,6 @@ import numpy as np
 from torch import Tensor, nn
 
 from rlkit.backbones.mlp import ACTIVATIONS
-from rlkit.hookspecs import hookimpl
 from rlkit.validation import ConfigError
 
 
@@ -139,8 +137,3 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 
 def build_cnn(params: CNNConfig, observation_space: gym.Space[Any]) -> CNN:
     return CNN(observation_space, params)
-
-
-@hookimpl
-def register_backbones(register: Callable[..., None]) -> None:
-    register("cnn", CNNConfig, build_cnn)

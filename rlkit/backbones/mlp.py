@@ -7,7 +7,6 @@ flattened -- so the same backbone serves FrozenLake and CartPole.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +14,6 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from rlkit.hookspecs import hookimpl
 from rlkit.validation import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -107,8 +105,3 @@ class MLP(nn.Module):
 
 def build_mlp(params: MLPConfig, observation_space: gym.Space[Any]) -> MLP:
     return MLP(observation_space, params)
-
-
-@hookimpl
-def register_backbones(register: Callable[..., None]) -> None:
-    register("mlp", MLPConfig, build_mlp)
