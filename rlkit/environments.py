@@ -15,29 +15,69 @@ Gymnasium's two autoreset modes are handled explicitly and presented the same wa
 Either way :meth:`TorchVectorEnv.step` returns a :class:`Step` whose ``next_obs`` is the true
 next observation (final observation where an episode ended) for learning, and whose ``obs`` is
 what to act on next.
+
+Environments in subprocesses (``vectorization: async``) are waited for at most
+``step_timeout`` seconds per reset or step; a worker that hangs, dies or raises ends the run
+with an :class:`EnvError` naming the worker and what happened to it.
+
+What an env section may import or call is decided here too. Wrapper names resolve only to
+subclasses of :class:`gymnasium.Wrapper`, never to any other callable. A config stored in a run
+or checkpoint (which may come from anyone) is checked with :func:`refuse_untrusted` before it is
+built: its ``env.imports``, a ``module:EnvId`` id and any wrapper that is neither gymnasium's nor
+registered by a plugin (``register_wrappers``) need the user's consent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib
 import inspect
+import multiprocessing
 import re
+import signal
+import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import logger as gym_logger
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.async_vector_env import AsyncState
 from torch import Tensor
 
 from rlkit import snapshot
+from rlkit.errors import RunError
 from rlkit.validation import ConfigError, suggest
 
-__all__ = ["Step", "TorchVectorEnv", "make_env"]
+__all__ = [
+    "EnvError",
+    "EnvOptions",
+    "Step",
+    "TorchVectorEnv",
+    "UntrustedConfigError",
+    "make_env",
+    "refuse_untrusted",
+    "untrusted_code",
+    "wrapper_reference",
+]
+
+GYMNASIUM_WRAPPERS = "gymnasium.wrappers"
+TRUST_HINT = ("If you trust where it came from, pass --trust-config (trust_config=True from "
+              "Python); see 'Trusting run files' in docs/guide.md.")
+
+
+class EnvError(RunError):
+    """An environment failed while the run was using it (a worker hung, died or raised)."""
+
+
+class UntrustedConfigError(ConfigError):
+    """A config stored in a run or checkpoint would import or call code nobody vouched for."""
 
 
 class Step(NamedTuple):
@@ -70,14 +110,23 @@ class EnvOptions:
     kwargs: dict[str, Any] | None = None
     wrappers: tuple[tuple[str, dict[str, Any]], ...] = ()
     imports: tuple[str, ...] = ()
+    step_timeout: float | None = 60.0
+    """Seconds to wait for async workers per reset or step (``None``: forever)."""
 
 
 class TorchVectorEnv:
-    """A gymnasium ``VectorEnv`` whose inputs and outputs are tensors on ``device``."""
+    """A gymnasium ``VectorEnv`` whose inputs and outputs are tensors on ``device``.
 
-    def __init__(self, env: gym.vector.VectorEnv, device: torch.device | str = "cpu") -> None:
+    :param step_timeout: for an :class:`~gymnasium.vector.AsyncVectorEnv`, seconds to wait for
+        its workers per reset or step before raising :class:`EnvError` (``None``: forever).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, device: torch.device | str = "cpu", *,
+                 step_timeout: float | None = None) -> None:
         self.env = env
         self.device = torch.device(device)
+        self._async = env if isinstance(env, gym.vector.AsyncVectorEnv) else None
+        self.step_timeout = step_timeout
         self.num_envs = int(env.num_envs)
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
@@ -96,12 +145,21 @@ class TorchVectorEnv:
     # --- the VectorEnv calls, in tensors ------------------------------------------------
 
     def reset(self, seed: int | None = None) -> Tensor:
-        obs, _ = self.env.reset(seed=seed)
+        if self._async is not None:
+            self._async.reset_async(seed=seed)
+            obs, _ = self._wait(self._async.reset_wait, "reset")
+        else:
+            obs, _ = self.env.reset(seed=seed)
         self._prev_done.zero_()
         return self._obs(obs)
 
     def step(self, actions: Tensor) -> Step:
-        obs_raw, reward_raw, term_raw, trunc_raw, info = self.env.step(self._actions(actions))
+        if self._async is not None:
+            self._async.step_async(self._actions(actions))
+            result = self._wait(self._async.step_wait, "step")
+        else:
+            result = self.env.step(self._actions(actions))
+        obs_raw, reward_raw, term_raw, trunc_raw, info = result
         obs = self._obs(obs_raw)
         reward = self._tensor(reward_raw, torch.float32)
         terminated = self._tensor(term_raw, torch.bool)
@@ -119,6 +177,64 @@ class TorchVectorEnv:
 
     def close(self) -> None:
         self.env.close()
+
+    # --- async workers -------------------------------------------------------------------
+
+    def _wait(self, wait: Callable[..., Any], call: str) -> Any:
+        """``wait(timeout=step_timeout)``; a worker that hangs, dies or raises becomes one
+        :class:`EnvError` naming it, and every worker is stopped (the batch is unusable)."""
+        env = self._async
+        assert env is not None
+        with _quiet_gymnasium():  # its logger would print the worker's traceback
+            try:
+                return wait(timeout=self.step_timeout)
+            except multiprocessing.TimeoutError:
+                error = self._worker_error(call, "hung")
+            except Exception as exc:
+                # gymnasium forgets the pipe of a worker that reported an error; a worker that
+                # died without reporting one leaves only a closed pipe (EOFError)
+                reported = any(p is None for p in env.parent_pipes)
+                died = not reported and isinstance(exc, (EOFError, OSError))
+                error = self._worker_error(call, "died" if died else "raised", exc)
+        raise error from None
+
+    def _worker_error(self, call: str, what: str, exc: Exception | None = None) -> EnvError:
+        env = self._async
+        assert env is not None
+        pipes = list(env.parent_pipes)
+        processes = list(env.processes)
+        if what == "hung":
+            workers = [i for i, p in enumerate(pipes)
+                       if p is not None and not p.closed and not p.poll(0)]
+        elif what == "died":
+            workers = _dead_workers(processes)
+        else:
+            workers = [i for i, p in enumerate(pipes) if p is None]
+        codes = {i: processes[i].exitcode for i in workers}
+        # The call is over either way: mark it so, or close() would wait for it once more.
+        env._state = AsyncState.DEFAULT
+        env.close(terminate=True)
+        spec = getattr(env, "spec", None)
+        name = f" ({spec.id})" if spec is not None and getattr(spec, "id", None) else ""
+        who = (f"async worker{'s' if len(workers) > 1 else ''} "
+               f"{', '.join(map(str, workers)) or '?'} of {env.num_envs}{name}")
+        if what == "hung":
+            return EnvError(
+                f"env: {who} did not return from {call} within {self.step_timeout:g} s "
+                f"(env.step_timeout); the workers were stopped. Fix the environment, or raise "
+                f"env.step_timeout if its {call} is that slow.")
+        if what == "died":
+            how = "; ".join((f"worker {i} " if len(workers) > 1 else "")
+                            + _exit_description(codes[i]) for i in workers)
+            return EnvError(
+                f"env: {who} died during {call} ({how or 'exit status unknown'}) without "
+                f"reporting an error: a crash in native code, os._exit or the system's "
+                f"out-of-memory killer. Run it with env.vectorization: sync to debug it in one "
+                f"process.")
+        message = " ".join(str(exc).split()) if exc is not None else ""
+        kind = type(exc).__name__ if exc is not None else "an error"
+        return EnvError(f"env: {who} raised {kind} in {call}: {message or '(no message)'}. "
+                        f"Run it with env.vectorization: sync to see the traceback.")
 
     # --- exact resume --------------------------------------------------------------------
 
@@ -224,7 +340,8 @@ def make_env(
         raise
     except Exception as exc:
         raise _make_error(options.id, kwargs, vectorization, exc) from None
-    return TorchVectorEnv(env, device)
+    timeout = options.step_timeout if vectorization == "async" else None
+    return TorchVectorEnv(env, device, step_timeout=timeout)
 
 
 def _make_error(env_id: str, kwargs: dict[str, Any], vectorization: str,
@@ -313,13 +430,113 @@ def _check_env_id(env_id: str) -> None:
     )
 
 
-def _resolve_wrapper(name: str, index: int) -> Any:
+def _resolve_wrapper(name: str, index: int) -> type[gym.Wrapper[Any, Any, Any, Any]]:
+    """The wrapper class ``name`` refers to; anything but a :class:`gymnasium.Wrapper` subclass
+    is refused (never called)."""
+    key = f"env.wrappers[{index}].name"
+    module_name, _, attr = wrapper_reference(name).partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        hint = ""
+        if module_name == GYMNASIUM_WRAPPERS:
+            known = [n for n in dir(gym.wrappers) if _is_wrapper_class(getattr(gym.wrappers, n))]
+            guess = suggest(attr, known)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+        raise ConfigError(f"{key}: cannot find wrapper {name!r} ({type(exc).__name__}: {exc})."
+                          f"{hint} Use 'package.module.Class', 'package.module:Class' or the "
+                          f"name of a gymnasium wrapper such as ClipReward.") from None
+    if not _is_wrapper_class(obj):
+        what = f"the class {obj.__name__}" if isinstance(obj, type) else (
+            f"a {type(obj).__name__}")
+        raise ConfigError(f"{key}: {name!r} is {what}, not a gymnasium wrapper (a subclass of "
+                          f"gymnasium.Wrapper); only wrapper classes can be used here.")
+    return obj
+
+
+def _is_wrapper_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, gym.Wrapper)
+
+
+def _dead_workers(processes: list[Any], wait_s: float = 1.0) -> list[int]:
+    """Indices of worker processes that exited, waiting up to ``wait_s`` for the one whose
+    pipe closed to be reaped."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        dead = [i for i, p in enumerate(processes) if p.exitcode is not None]
+        if dead or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.02)
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+@contextlib.contextmanager
+def _quiet_gymnasium() -> Iterator[None]:
+    """Silence gymnasium's logger, which reports a worker's error as a multi-line warning."""
+    level = gym_logger.min_level
+    gym_logger.min_level = gym_logger.ERROR + 1
+    try:
+        yield
+    finally:
+        gym_logger.min_level = level
+
+
+# --- trust: what a stored config may import or call ------------------------------------------
+
+
+def wrapper_reference(name: str) -> str:
+    """``name`` as ``"package.module:Class"``: ``package.module.Class`` and
+    ``package.module:Class`` name the same class; a bare name is one of gymnasium's wrappers
+    (``ClipReward`` -> ``gymnasium.wrappers:ClipReward``)."""
     module_name, sep, attr = name.partition(":")
     if not sep:
         module_name, _, attr = name.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"env.wrappers[{index}].name: cannot find wrapper {name!r} ({exc}). "
-                          f"Use 'package.module.Class' or 'package.module:Class'.") from None
+    return f"{module_name or GYMNASIUM_WRAPPERS}:{attr}"
+
+
+def _is_gymnasium_reference(reference: str) -> bool:
+    module_name = reference.partition(":")[0]
+    return module_name == GYMNASIUM_WRAPPERS or module_name.startswith(GYMNASIUM_WRAPPERS + ".")
+
+
+def untrusted_code(options: EnvOptions, registered_wrappers: Collection[str] = ()) -> list[str]:
+    """What building ``options`` would import or call beyond gymnasium's own wrappers, the
+    registered env ids and the wrappers plugins registered: each ``env.imports`` module, a
+    ``module:EnvId`` id and every other wrapper, as ``"KEY.PATH 'value'"``.
+
+    :param registered_wrappers: ``"package.module:Class"`` references plugins registered.
+    """
+    registered = {wrapper_reference(r) for r in registered_wrappers}
+    found = [f"env.imports[{i}] {module!r}" for i, module in enumerate(options.imports)]
+    if ":" in options.id:
+        found.append(f"env.id {options.id!r}")
+    for i, (name, _) in enumerate(options.wrappers):
+        reference = wrapper_reference(name)
+        if not (_is_gymnasium_reference(reference) or reference in registered):
+            found.append(f"env.wrappers[{i}].name {name!r}")
+    return found
+
+
+def refuse_untrusted(options: EnvOptions, registered_wrappers: Collection[str],
+                     source: str) -> None:
+    """Raise :class:`UntrustedConfigError` if the config stored in ``source`` (a run or
+    checkpoint) would import or call code that neither gymnasium nor a plugin provides; it is
+    checked before anything is imported or built."""
+    found = untrusted_code(options, registered_wrappers)
+    if found:
+        raise UntrustedConfigError(
+            f"{source}: the config stored in this run would import or call code that neither "
+            f"gymnasium nor an installed plugin provides: {', '.join(found)}. It was not "
+            f"loaded. {TRUST_HINT}")
