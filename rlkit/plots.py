@@ -21,18 +21,22 @@ PNG_NAME = "curves.png"
 
 
 def read_scalars(run_dir: Path | str) -> dict[str, list[tuple[int, float]]]:
-    """``{tag: [(step, value), ...]}`` from a run's ``scalars.csv`` (empty if it has none).
-    A last row cut short by a crash is left out."""
+    """``{tag: [(step, value), ...]}`` from a run's ``scalars.csv`` (empty if it has none, or
+    if it is not a file). A last row cut short by a crash, and any damaged row (bytes that are
+    not UTF-8, a row that is not ``step,tag,value``), is left out."""
     path = Path(run_dir) / RunLogger.CSV_NAME
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    if not path.exists():
+    if not path.is_file():
         return {}
-    with path.open(newline="") as f:
-        for row in csv.reader(f):
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        for line in f:
             try:
+                row = next(csv.reader([line]))
                 step, tag, value = int(row[0]), row[1], float(row[2])
-            except (ValueError, IndexError):
-                continue  # the header, or a row cut short by a crash
+            except (ValueError, IndexError, StopIteration, csv.Error):
+                continue  # the header, a row cut short by a crash or a damaged one
+            if "\ufffd" in tag or len(row) != 3:
+                continue  # a tag with bytes that are not UTF-8: damaged
             series[tag].append((step, value))
     return {tag: sorted(points) for tag, points in series.items()}
 
