@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
+from rlkit.errors import CheckpointError, PluginError, RunError
 from rlkit.validation import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from rlkit.plugins import Plugins, Provider
+
+# What a user can fix: printed as one line, exit status 2. Nothing here imports torch, so
+# ``rlkit --help`` and ``rlkit plugins`` never do (see benchmarks/startup.py).
+USER_ERRORS = (ConfigError, PluginError, CheckpointError, RunError)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -31,7 +38,7 @@ MAIN_HELP = """\
 rlkit trains, evaluates and inspects reinforcement-learning agents.
 
 Start here:
-  rlkit train experiments/cartpole.yaml        train PPO on CartPole-v1 (~20 s on a laptop CPU)
+  rlkit train experiments/cartpole.yaml        train PPO on CartPole-v1 to a return of 475
   rlkit eval runs/<run-dir> --episodes 20       evaluate the trained agent
   rlkit plugins                                 list algorithms, backbones, envs, exploration
   tensorboard --logdir runs                     watch the curves
@@ -50,7 +57,8 @@ examples:
   rlkit train experiments/cartpole.yaml
   rlkit train experiments/cartpole.yaml --seed 3 --set algorithm.optimizer.lr=1e-3
   rlkit train experiments/cartpole_dqn.yaml --set train.total_steps=20000 --device cpu
-  rlkit train --resume runs/ppo-CartPole-v1-20260101-120000   # continue after Ctrl-C
+  rlkit train --resume runs/ppo-CartPole-v1-20260101-120000   # continue after Ctrl-C,
+                                                              # a crash or an early stop
 
 Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and stops; --resume then
 continues exactly where it stopped.
@@ -89,8 +97,6 @@ class CommandRegistry:
         description: str | None = None,
     ) -> argparse.ArgumentParser:
         if name in self.commands:
-            from rlkit.plugins import PluginError
-
             raise PluginError(
                 f"the command {name!r} is defined twice, by {self.providers[name]} and by "
                 f"{self.provider}. Uninstall one of them, or leave one out with RLKIT_PLUGINS."
@@ -116,7 +122,12 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, help="write the run here instead of "
                         "run.dir/<generated name>")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an interrupted run from its latest checkpoint")
+                        help="continue an interrupted, crashed or early-stopped run from its "
+                        "latest checkpoint")
+    parser.add_argument("--trust-config", action="store_true",
+                        help="let the config stored in the run import the modules and use the "
+                        "wrappers it names, even those neither gymnasium nor a plugin provides "
+                        "(only for runs you trust)")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
 
@@ -141,11 +152,14 @@ def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
             raise ConfigError("--resume continues a run with its own saved config; do not pass "
                               "a config file, --set or --seed with it.")
         trainer = Trainer.resume(args.resume, plugins, progress=not args.no_progress,
-                                 device=args.device)
+                                 device=args.device, trust_config=args.trust_config)
     else:
         if not args.config:
             raise ConfigError("rlkit train needs an experiment file (e.g. rlkit train "
                               "experiments/cartpole.yaml) or --resume RUN_DIR.")
+        if args.trust_config:
+            raise ConfigError("--trust-config goes with --resume RUN_DIR; an experiment file "
+                              "you pass yourself is trusted already.")
         overrides = list(args.overrides)
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
@@ -154,13 +168,38 @@ def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
         experiment = load_experiment(args.config, plugins, overrides)
         trainer = Trainer(experiment, plugins, run_dir=args.run_dir,
                           progress=not args.no_progress)
-    summary = trainer.run()
+    try:
+        summary = trainer.run()
+    except BaseException as exc:
+        if trainer.error is None:  # nothing was saved or described: not a crash of the run
+            raise
+        return _report_crash(trainer.error, trainer.run_dir, trainer.checkpoint_step, exc)
     print_summary(summary, plot=_plot(trainer.run_dir))
     if summary["status"] == "interrupted":
         print(f"Interrupted; resume with: rlkit train --resume {summary['run_dir']}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if summary["status"] == "non_finite" else 0
+
+
+def _report_crash(error: str, run_dir: Path, checkpoint_step: int | None,
+                  exc: BaseException) -> int:
+    """One line for a run that ended with an exception (its checkpoint and summary.json are
+    written): what happened, what was saved and the command that continues; the exit status
+    is 130 for Ctrl-C, 2 for the errors a user fixes (a full disk, a plugin), 1 otherwise."""
+    from rlkit.failures import DiskFullError
+
+    if not isinstance(exc, DiskFullError):  # with the disk full, drawing fails too
+        _plot(run_dir)
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    line = f"rlkit: {'interrupted' if interrupted else 'error'}: {error}"
+    if checkpoint_step is not None:
+        fix = "" if interrupted else "after fixing the cause, "
+        line += f"; {fix}continue with: rlkit train --resume {run_dir}"
+    print(line, file=sys.stderr)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE if isinstance(exc, USER_ERRORS) else 1
 
 
 def _configure_eval(parser: argparse.ArgumentParser) -> None:
@@ -173,18 +212,23 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stochastic", action="store_true",
                         help="sample actions instead of acting deterministically")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--trust-config", action="store_true",
+                        help="let the config stored in the run import the modules and use the "
+                        "wrappers it names, even those neither gymnasium nor a plugin provides "
+                        "(only for runs you trust)")
 
 
 def _run_eval(args: argparse.Namespace, plugins: Plugins) -> int:
-    from rlkit import checkpoint as ckpt
     from rlkit.environments import make_env
     from rlkit.evaluation import evaluate
     from rlkit.loop import env_options, load_agent, resolve_device
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be at least 1")
-    path = ckpt.find_checkpoint(args.target)
-    agent, experiment = load_agent(path, plugins, device=args.device)
+    # a run directory: its newest checkpoint that loads (a warning names any passed over)
+    agent, experiment = load_agent(args.target, plugins, device=args.device,
+                                   trust_config=args.trust_config)
+    path = experiment.source  # the checkpoint file used
     n = args.num_envs or min(args.episodes, 32)
     env = make_env(env_options(experiment, for_eval=True), device=resolve_device(args.device),
                    num_envs=n)
@@ -245,7 +289,9 @@ def _show_settings(name: str, plugins: Plugins, as_json: bool) -> int:
     if as_json:
         print(json.dumps(out, indent=2))
         return 0
-    console = Console()
+    from rich.table import Table
+
+    console = _console()
     for item in out:
         table = Table(title=f"{item['kind']} {item['name']!r} ({item['provided_by']})",
                       caption=item["description"], show_lines=False)
@@ -273,6 +319,7 @@ def _run_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
         "env": plugins.envs,
         "exploration": plugins.exploration,
         "runner": plugins.runners,
+        "wrapper": plugins.wrappers,
     }
     rows = []
     for kind, registered in tables.items():
@@ -284,17 +331,52 @@ def _run_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
         print(json.dumps({"registered": rows, "failed": [vars(f) for f in plugins.failed]},
                          indent=2))
         return 0
-    table = Table(title="rlkit plugins")
-    for col in ("kind", "name", "provided by", "description"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["kind"], r["name"], f"{r['distribution']} {r['version']}".strip(),
-                      r["description"])
-    console = Console()
-    console.print(table)
+    console = _console()
+    _print_plugin_rows(console, rows)
     for f in plugins.failed:
         console.print(f"[red]failed to load[/red] {f.name} ({f.distribution}): {f.error}")
     return 0
+
+
+def _print_plugin_rows(console: Console, rows: list[dict[str, Any]]) -> None:
+    """The plugin listing: a table whose names are never cut, or, where the terminal is too
+    narrow for that table, one entry per block."""
+    from rich import box
+    from rich.table import Table
+
+    cells = [(r["kind"], r["name"], f"{r['distribution']} {r['version']}".strip(),
+              r["description"]) for r in rows]
+    fixed = [max([len(header)] + [len(c[i]) for c in cells])
+             for i, header in enumerate(("kind", "name", "provided by"))]
+    # three fixed columns, a description at least 30 wide, and 2 spaces between columns
+    if console.width >= sum(fixed) + 30 + 2 * 3:
+        table = Table(title="rlkit plugins", box=box.SIMPLE_HEAD, pad_edge=False,
+                      title_justify="left")
+        for header in ("kind", "name", "provided by"):
+            table.add_column(header, no_wrap=True)
+        table.add_column("description", overflow="fold", ratio=1)
+        for cell in cells:
+            table.add_row(*cell)
+        console.print(table)
+        return
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print("[bold]rlkit plugins[/bold]")
+    kind_now = None
+    for kind, name, provider, description in cells:
+        if kind != kind_now:
+            console.print(f"\n[bold]{kind}[/bold]")
+            kind_now = kind
+        console.print(Padding(Text.assemble((name, "bold"), f"  ({provider})"), (0, 0, 0, 2)))
+        if description:
+            console.print(Padding(Text(description), (0, 0, 0, 6)))
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def build_parser(plugins: Plugins) -> tuple[argparse.ArgumentParser, CommandRegistry]:
@@ -322,8 +404,6 @@ def build_parser(plugins: Plugins) -> tuple[argparse.ArgumentParser, CommandRegi
 
 def _add_plugin_commands(plugins: Plugins, registry: CommandRegistry) -> None:
     """Let each plugin add its commands, one plugin at a time so each command has a provider."""
-    from rlkit.plugins import PluginError
-
     for provider, call in plugins.callers_by_plugin("register_commands"):
         registry.provider = str(provider)
         try:
@@ -342,16 +422,22 @@ def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -
         tests). Without it, the installed plugins are loaded as ``Plugins.load()`` does.
 
     Warnings are printed as one ``rlkit: warning:`` line each while the command runs; the
-    caller's warning filters and printer are restored on return.
+    caller's warning filters and printer are restored on return. Ctrl-C at any moment ends the
+    command with ``rlkit: interrupted`` and status 130, never a traceback (during training it
+    first finishes the step and writes a checkpoint).
     """
-    from rlkit.checkpoint import CheckpointError
-    from rlkit.loop import RunError
-    from rlkit.plugins import PluginError, Plugins
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # needs no plugin session
+        from rlkit import __version__
 
-    with warnings.catch_warnings():
+        print(f"rlkit {__version__}")
+        return 0
+    with _interrupts() as interrupted, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.showwarning = _show_warning
         try:
+            from rlkit.plugins import Plugins
+
             session = plugins if plugins is not None else Plugins.load()
             parser, registry = build_parser(session)
             _add_plugin_commands(session, registry)
@@ -360,12 +446,55 @@ def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -
                 parser.print_help()
                 return EXIT_USAGE
             return registry.commands[args.command](args)
-        except (ConfigError, PluginError, CheckpointError, RunError) as exc:
-            print(f"rlkit: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
         except KeyboardInterrupt:
             print("rlkit: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except USER_ERRORS as exc:
+            if interrupted:  # e.g. an import cut short by Ctrl-C, then reported as a config error
+                print("rlkit: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            print(f"rlkit: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except Exception:
+            if interrupted:
+                print("rlkit: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            raise
+
+
+class _Interrupted:
+    """Whether Ctrl-C (SIGINT) arrived while the command ran; true once it has."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __bool__(self) -> bool:
+        return self.seen
+
+
+@contextmanager
+def _interrupts() -> Iterator[_Interrupted]:
+    """Note every SIGINT, then raise KeyboardInterrupt as Python's own handler does.
+
+    An interrupt can land anywhere, in the middle of an import too, and what fails after it
+    (a half-imported module) says nothing true about the user's input; the command reports the
+    interrupt instead. The trainer installs its own handler while it trains (finish the step,
+    checkpoint, stop) and restores this one afterwards.
+    """
+    interrupted = _Interrupted()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupted.seen = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -5,13 +5,16 @@ Levels of the loop, outermost first:
 
 * **run** -- build env, agent and logger from the validated :class:`~rlkit.config.Experiment`,
   write ``config.yaml`` and ``manifest.json``, fire ``run_started``; at the end a final
-  evaluation, a final checkpoint, ``summary.json`` and ``run_finished``.
+  evaluation, a final checkpoint, ``summary.json`` and ``run_finished``. A run that an error
+  ends writes them too (status ``crashed``): a checkpoint of its last consistent state (the
+  state between two steps), ``summary.json`` with the error in one line and ``crash.log``.
 * **step** -- ``act -> env.step -> observe -> update``, all on the agent's device. The
   algorithm decides inside ``update`` whether it is time to learn (PPO when its rollout is full,
   DQN every ``train_freq`` steps, tabular methods every step).
 * **periodic work** -- logging (every ``train.log_every`` steps), evaluation (``eval.every``)
   with early stop at ``eval.target_return``, checkpoints (``train.checkpoint_every``), and the
-  coarse lifecycle hooks. None of it runs per step.
+  coarse lifecycle hooks (each plugin's failure kept to it, :mod:`rlkit.lifecycle`). None of it
+  runs per step.
 
 The loop never imports an algorithm: it gets one from the plugin session by name.
 """
@@ -27,21 +30,34 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
+from rich.markup import escape
 
 from rlkit import checkpoint as ckpt
 from rlkit import seeding
+from rlkit.buffers import allocation_failure
 from rlkit.config import Experiment, resolve
-from rlkit.environments import EnvOptions, TorchVectorEnv, make_env
+from rlkit.environments import EnvOptions, TorchVectorEnv, make_env, refuse_untrusted
+from rlkit.errors import RunError
 from rlkit.evaluation import evaluate
+from rlkit.failures import (
+    DiskFullError,
+    NonFiniteState,
+    describe,
+    disk_full,
+    disk_full_message,
+    non_finite_entries,
+    tensor_bytes,
+)
 from rlkit.interfaces import (
     Algorithm,
     BuildContext,
@@ -53,16 +69,17 @@ from rlkit.interfaces import (
     RunInfo,
     Transition,
 )
-from rlkit.logger import RunLogger
+from rlkit.lifecycle import LifecycleHooks
+from rlkit.logger import RunLogger, check_scalars_csv
 from rlkit.metrics import EpisodeStats
 from rlkit.plugins import Plugins
 from rlkit.snapshot import SnapshotUnsupported
+from rlkit.validation import ConfigError, in_context
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Trainer", "build_agent", "env_options", "load_agent", "resolve_device"]
-
-
-class RunError(Exception):
-    """A run cannot start or continue; the message says why and what to do."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,6 +110,7 @@ def env_options(experiment: Experiment, *, for_eval: bool = False) -> EnvOptions
         kwargs=env.kwargs,
         wrappers=tuple((w.name, w.kwargs) for w in env.wrappers),
         imports=tuple(env.imports),
+        step_timeout=env.step_timeout,
     )
 
 
@@ -109,7 +127,10 @@ def build_agent(
     backbone_params = experiment.backbone.params
 
     def make_backbone(observation_space: Any) -> torch.nn.Module:
-        return backbone_spec.build(backbone_params, observation_space)
+        try:
+            return backbone_spec.build(backbone_params, observation_space)
+        except ConfigError as exc:
+            raise in_context(exc, key="backbone.name") from None
 
     exploration: Exploration | None = None
     if experiment.exploration is not None:
@@ -125,7 +146,19 @@ def build_agent(
         nan_check=nan_check or NanCheck(train.nan_check),
     )
     spec = plugins.algorithm(experiment.algorithm.name)
-    agent = spec.build(experiment.algorithm.params, ctx)
+    try:
+        agent = spec.build(experiment.algorithm.params, ctx)
+    except ConfigError as exc:  # e.g. dqn on a Box action space: name the file and the key
+        raise experiment.locate(exc, key="algorithm.name", installed=plugins.algorithms) from None
+    except (MemoryError, RuntimeError) as exc:  # networks too large to allocate
+        asked = allocation_failure(exc)
+        if asked is None:
+            raise
+        raise experiment.locate(ConfigError(
+            f"algorithm: building {spec.name!r} with backbone {experiment.backbone.name!r} ran "
+            f"out of memory{f' (it asked for {asked})' if asked else ''}; lower the network "
+            f"sizes (backbone.hidden_sizes, channels) or the buffer sizes.", key="algorithm"),
+            key="algorithm") from None
     if not isinstance(agent, Algorithm):
         raise RunError(f"algorithm {spec.name!r}: build() returned {type(agent).__name__}, which "
                        f"lacks act/observe/update/state_dict/load_state_dict.")
@@ -137,6 +170,7 @@ def load_agent(
     plugins: Plugins | None = None,
     *,
     device: str = "cpu",
+    trust_config: bool = False,
 ) -> tuple[Algorithm, Experiment]:
     """The trained agent in a run directory or checkpoint file, ready to ``act``.
 
@@ -145,22 +179,38 @@ def load_agent(
         agent, experiment = load_agent("runs/my-run")
         actions = agent.act(torch.as_tensor(obs), explore=False)
 
-    :param path: a run directory (its ``checkpoints/latest.pt``) or a checkpoint file.
+    :param path: a run directory (its newest checkpoint that loads: ``checkpoints/latest.pt``,
+        else the newest ``step_*.pt``, with a warning) or a checkpoint file (that file only).
     :param plugins: the plugin session (default: :meth:`Plugins.load`).
     :param device: where the agent's tensors live (``auto``, ``cpu``, ``cuda``...).
-    :returns: the agent and the experiment it was trained with.
+    :param trust_config: build the env even if the stored config imports modules or uses
+        wrappers that neither gymnasium nor a plugin provides (only for runs you trust).
+    :returns: the agent and the experiment it was trained with (its ``source`` is the
+        checkpoint file used).
+    :raises UntrustedConfigError: naming them, without ``trust_config``.
     """
     plugins = plugins if plugins is not None else Plugins.load()
-    file = ckpt.find_checkpoint(path)
-    state = ckpt.load(file)
-    experiment = resolve(state["config"], plugins, source=str(file))
+    file, state = ckpt.load_run(path)  # the newest checkpoint that loads, verified
+    experiment = _stored_experiment(state["config"], plugins, file)
+    if not trust_config:
+        refuse_untrusted(env_options(experiment), plugins.wrappers, source=str(file))
     env = make_env(env_options(experiment, for_eval=True), num_envs=1)
     spec = EnvSpec(observation_space=env.single_observation_space,
                    action_space=env.single_action_space, num_envs=experiment.env.num_envs)
     env.close()
     agent, _ = build_agent(experiment, plugins, spec, resolve_device(device))
-    agent.load_state_dict(state["agent"])
+    ckpt.restore_agent(agent, state["agent"], file, experiment.algorithm.name)
     return agent, experiment
+
+
+def _stored_experiment(data: Any, plugins: Plugins, path: Path) -> Experiment:
+    """The experiment a checkpoint's stored config describes; its errors name the checkpoint
+    (and, through ``source``, so do errors raised while building from it)."""
+    try:
+        return resolve(data, plugins, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: in the config stored in this checkpoint: {exc}",
+                          key=exc.key, source=str(path)) from None
 
 
 class Trainer:
@@ -169,7 +219,13 @@ class Trainer:
     :param experiment: the validated experiment.
     :param plugins: the plugin session that provides the algorithm, backbone and hooks.
     :param run_dir: the run directory (default: ``run.dir/run.name`` or a generated name).
-    :param progress: show a progress bar on a terminal.
+    :param progress: show progress: a bar on a terminal, a line now and then elsewhere.
+    :param console: where progress goes (default: stderr).
+
+    A run that ends with an exception (an env error, a plugin hook under
+    ``train.plugin_errors: stop``, Ctrl-C twice, a full disk) still writes ``summary.json``
+    (status ``crashed``) and, where the agent's state is consistent, a checkpoint; then the
+    exception propagates, and :attr:`error` says in one line what happened and what was saved.
     """
 
     def __init__(
@@ -179,6 +235,7 @@ class Trainer:
         *,
         run_dir: Path | None = None,
         progress: bool = True,
+        console: Console | None = None,
         _resuming: bool = False,
     ) -> None:
         self.experiment = experiment
@@ -202,6 +259,8 @@ class Trainer:
         self.stats = EpisodeStats(self.env.num_envs, self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(experiment)
         self.progress = progress
+        self.console = console
+        self.hooks = LifecycleHooks(plugins, train.plugin_errors)
         self.env_steps = 0
         self.evaluations = 0
         self.wall_time_s = 0.0
@@ -213,7 +272,12 @@ class Trainer:
         self._created = time.perf_counter()  # set-up time counts towards wall time
         self._segment_start = self._created
         self.status = "running"
+        self.error: str | None = None
+        """Why the run crashed, in one line (None unless it did)."""
+        self.checkpoint_step: int | None = None
+        """The env step of ``checkpoints/latest.pt`` (None before the first checkpoint)."""
         self._stop_signal: str | None = None
+        self._logger: RunLogger | None = None  # the running loop's, flushed at each checkpoint
         self.info = RunInfo(run_dir=self.run_dir, config=experiment.to_data(),
                             algorithm=experiment.algorithm.name, seed=train.seed,
                             device=self.device)
@@ -224,45 +288,83 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, plugins: Plugins, *, progress: bool = True,
-               device: str | None = None) -> Trainer:
-        """Continue the run in ``run_dir`` from its latest checkpoint, exactly."""
+               device: str | None = None, trust_config: bool = False) -> Trainer:
+        """Continue the run in ``run_dir`` from its latest checkpoint, exactly.
+
+        :param run_dir: a run directory (its newest checkpoint that loads, with a warning for
+            each damaged one passed over) or a checkpoint file (that file, or an error).
+        :param trust_config: build the env even if the stored config imports modules or uses
+            wrappers that neither gymnasium nor a plugin provides (only for runs you trust);
+            without it such a config raises :class:`~rlkit.environments.UntrustedConfigError`.
+        :raises CheckpointError: naming the file and what is wrong, when no checkpoint loads,
+            is complete, or fits the agent its config builds.
+        """
         run_dir = Path(run_dir)
-        path = ckpt.find_checkpoint(run_dir)
+        # the newest checkpoint that loads (verified, complete); stale temporary files removed
+        path, state = ckpt.load_run(run_dir, resume=True)
         if path.parent.name == "checkpoints":
             run_dir = path.parent.parent
-        state = ckpt.load(path)
+        check_scalars_csv(run_dir / RunLogger.CSV_NAME)  # before anything is built
         data = state["config"]
-        if device is not None:
+        if device is not None and isinstance(data.get("train"), dict):
             data["train"]["device"] = device
-        experiment = resolve(data, plugins, source=str(run_dir / "config.yaml"))
+        experiment = _stored_experiment(data, plugins, path)
+        if not trust_config:
+            refuse_untrusted(env_options(experiment), plugins.wrappers, source=str(path))
         trainer = cls(experiment, plugins, run_dir=run_dir, progress=progress, _resuming=True)
         trainer._load(state, path)
         return trainer
 
     def _load(self, state: dict[str, Any], path: Path) -> None:
-        if state.get("status") == "finished":
-            raise RunError(f"{path}: this run already finished ({state['trainer']['env_steps']:,} "
-                           f"env steps). Start a new run, or fine-tune from it.")
-        self.agent.load_state_dict(state["agent"])  # tensors arrive on the CPU
+        self._refuse_finished(state, path)
+        # tensors arrive on the CPU; load_run has checked the fields and their types
+        ckpt.restore_agent(self.agent, state["agent"], path, self.experiment.algorithm.name)
         t = state["trainer"]
         self.env_steps = int(t["env_steps"])
         self.evaluations = int(t["evaluations"])
         self.wall_time_s = float(t["wall_time_s"])
         self.last_eval_step = int(t["last_eval_step"])
         self.best_eval = t["best_eval"]
+        self.target_reached = bool(t.get("target_reached",
+                                         state.get("status") == "target_reached"))
+        self.checkpoint_step = self.env_steps
         if t["last_eval"] is not None:
             self.last_eval = EvalResult(returns=tuple(t["last_eval"][0]),
                                         lengths=tuple(t["last_eval"][1]))
-        self.stats.load_state_dict(t["episode_stats"])
+        with ckpt.restoring(path, "trainer.episode_stats"):
+            self.stats.load_state_dict(t["episode_stats"])
         if state["env"] is not None:
-            self.env.load_state_dict(state["env"])
-            self.obs = state["obs"].to(self.device)
+            with ckpt.restoring(path, "env"):
+                self.env.load_state_dict(state["env"])
+                self.obs = state["obs"].to(self.device)
         else:
-            warnings.warn("the checkpoint holds no environment state (async envs); the "
-                          "environments restart from a reset, so the result will not be "
-                          "bit-identical to an uninterrupted run.", RuntimeWarning, stacklevel=2)
+            why = ("was written after a crash in the middle of a step, when no consistent "
+                   "checkpoint existed" if state.get("exact", True) is False else
+                   "holds no environment state (async envs)")
+            warnings.warn(f"{path} {why}; the environments restart from a reset, so the result "
+                          f"will not be bit-identical to an uninterrupted run.", RuntimeWarning,
+                          stacklevel=2)
             self.obs = self.env.reset(seed=self.experiment.train.seed + self.env_steps)
-        seeding.set_rng_state(state["rng"])
+        with ckpt.restoring(path, "rng"):
+            seeding.set_rng_state(state["rng"])
+
+    def _refuse_finished(self, state: dict[str, Any], path: Path) -> None:
+        """A run whose budget is spent has nothing to resume; the message says what can be done
+        with it instead. A run that stopped early at its
+        target has budget left and continues."""
+        status = state.get("status")
+        trainer = state.get("trainer")
+        steps = trainer.get("env_steps") if isinstance(trainer, dict) else None
+        total = self.experiment.train.total_steps
+        run = self.run_dir
+        if status not in ("finished", "target_reached") or not isinstance(steps, int) or (
+                steps < total):
+            return
+        raise RunError(
+            f"{path}: this run already finished: it spent its whole budget of {total:,} env "
+            f"steps (train.total_steps). To train longer, start a new run from its config with "
+            f"a larger budget (rlkit train {run / 'config.yaml'} --set "
+            f"train.total_steps={2 * total}); to measure this one: rlkit eval {run}.")
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -281,32 +383,48 @@ class Trainer:
         return self.default_loop(max_steps)
 
     def default_loop(self, max_steps: int | None = None) -> dict[str, Any]:
-        """The standard act / step / observe / update loop with evaluation and checkpoints."""
+        """The standard act / step / observe / update loop with evaluation and checkpoints.
+
+        A run that reached its target before and is continued (``--resume``, or ``run()``
+        again) trains on to its budget: the target no longer stops it.
+        """
         exp, train = self.experiment, self.experiment.train
         resumed = self.obs is not None
-        logger = RunLogger(self.run_dir, train.total_steps, progress=self.progress,
-                           purge_step=self.env_steps if resumed else None)
-        if not resumed:
-            logger.text("config", "```\n" + yaml.safe_dump(self.info.config, sort_keys=False)
-                        + "\n```")
-            self.obs = self.env.reset(seed=train.seed)
-        self.plugins.hook.run_started(run=self.info)
-        n = self.env.num_envs
-        eval_every = exp.eval.every
-        next_eval = _next_multiple(self.env_steps, eval_every)
-        next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-        next_log = _next_multiple(self.env_steps, train.log_every)
-        next_train_log = self.env_steps
-        limit = train.total_steps if max_steps is None else min(max_steps, train.total_steps)
-        agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
-        obs = self.obs
-        assert obs is not None
-        self._segment_start = self._created if not resumed else time.perf_counter()
-        last_tick, tick_steps = time.perf_counter(), self.env_steps
-        sps = 0.0
+        self.error, self.hooks.stopping = None, False
+        logger: RunLogger | None = None
+        mid_step = False  # True from act() until update() returns: the state may be half-new
         try:
+            logger = RunLogger(self.run_dir, train.total_steps, progress=self.progress,
+                               purge_step=self.env_steps if resumed else None,
+                               console=self.console)
+            self._logger = logger  # _checkpoint flushes it
             with self._signals():
+                if not resumed:
+                    logger.text("config", "```\n" + yaml.safe_dump(self.info.config,
+                                                                   sort_keys=False) + "\n```")
+                    self.obs = self.env.reset(seed=train.seed)
+                self.hooks.fire("run_started", run=self.info)
+                n = self.env.num_envs
+                eval_every = exp.eval.every
+                next_eval = _next_multiple(self.env_steps, eval_every)
+                next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
+                next_log = _next_multiple(self.env_steps, train.log_every)
+                next_train_log = self.env_steps
+                limit = train.total_steps if max_steps is None else min(max_steps,
+                                                                        train.total_steps)
+                stop_at_target = not self.target_reached
+                if self._evaluation_missed():  # a crash cut the last one short
+                    self._evaluate(logger)
+                    if stop_at_target and self.target_reached:
+                        limit = self.env_steps
+                agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
+                obs = self.obs
+                assert obs is not None
+                self._segment_start = self._created if not resumed else time.perf_counter()
+                last_tick, tick_steps = time.perf_counter(), self.env_steps
+                sps = 0.0
                 while self.env_steps < limit and self._stop_signal is None:
+                    mid_step = True
                     action = agent.act(obs)
                     step = env.step(action)
                     if nan.enabled:
@@ -320,11 +438,12 @@ class Trainer:
                     obs = self.obs = step.obs
                     self.env_steps += n
                     metrics = agent.update()
+                    mid_step = False
                     if metrics and self.env_steps >= next_train_log:
                         next_train_log = self.env_steps + train.log_every
                         logger.scalars(metrics, self.env_steps)
-                        self.plugins.hook.update_finished(run=self.info, step=self.env_steps,
-                                                          metrics=metrics)
+                        self.hooks.fire("update_finished", run=self.info, step=self.env_steps,
+                                        metrics=metrics)
                     if self.env_steps >= next_log:
                         next_log = _next_multiple(self.env_steps, train.log_every)
                         now = time.perf_counter()
@@ -335,7 +454,7 @@ class Trainer:
                     if eval_every and self.env_steps >= next_eval:
                         next_eval = _next_multiple(self.env_steps, eval_every)
                         self._evaluate(logger)
-                        if self.target_reached:
+                        if stop_at_target and self.target_reached:
                             break
                     if train.checkpoint_every and self.env_steps >= next_ckpt:
                         next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
@@ -343,7 +462,7 @@ class Trainer:
                 nan.flush()
                 if self._stop_signal is not None:
                     self.status = "interrupted"
-                elif self.target_reached:
+                elif stop_at_target and self.target_reached:
                     self.status = "target_reached"
                 elif self.env_steps >= train.total_steps:
                     self.status = "finished"
@@ -352,25 +471,132 @@ class Trainer:
                 if self.status in ("finished", "target_reached") and (
                         self.last_eval_step != self.env_steps):
                     self._evaluate(logger)
-                    if self.target_reached:
+                    if stop_at_target and self.target_reached:
                         self.status = "target_reached"
                 self._checkpoint(periodic=False)
+                logger.finish(self.env_steps)
+                summary = self._write_summary()
         except NonFiniteError as exc:
-            self.status = "non_finite"
-            path = self._checkpoint(periodic=False, name="last_good.pt")
-            logger.message(f"[red]training stopped:[/red] {exc}\nThe agent's last good state "
-                           f"(before the offending update was applied) is in {path}.")
-        except BaseException:
-            self.status = "crashed"
+            assert logger is not None  # RunLogger raises no NonFiniteError
+            try:
+                summary = self._stopped_non_finite(exc, logger)
+            except BaseException as second:  # e.g. the disk is full for last_good.pt
+                replacement = self._crashed(second, logger, consistent=True)
+                if replacement is None:
+                    raise
+                raise replacement from second
+        except BaseException as exc:
+            replacement = self._crashed(exc, logger, consistent=not mid_step)
+            if replacement is None:
+                raise
+            raise replacement from exc
+        try:
+            self.hooks.fire("run_finished", run=self.info, summary=summary)
+        finally:
             logger.close()
-            raise
+        return summary
+
+    # --- how a run ends ------------------------------------------------------------------
+
+    def _write_summary(self) -> dict[str, Any]:
         self.wall_time_s = self._wall_time()
         self._segment_start = time.perf_counter()
         summary = self._summary()
         _write_json(self.run_dir / "summary.json", summary)
-        self.plugins.hook.run_finished(run=self.info, summary=summary)
-        logger.close()
         return summary
+
+    def _stopped_non_finite(self, exc: NonFiniteError, logger: RunLogger) -> dict[str, Any]:
+        """``nan_check`` found NaN/inf: keep the last good state where there is one."""
+        self.status = "non_finite"
+        if isinstance(exc, NonFiniteState):  # the state itself is bad: nothing good to save
+            kept = ("" if self.checkpoint_step is None else
+                    f" The last checkpoint with finite values is "
+                    f"{self.run_dir / 'checkpoints' / 'latest.pt'} (env step "
+                    f"{self.checkpoint_step:,}).")
+            text = f"{exc}{kept}"
+        else:
+            try:
+                path = self._checkpoint(periodic=False, name="last_good.pt")
+                text = (f"{exc} The agent's last good state (before the offending update was "
+                        f"applied) is in {path}.")
+            except NonFiniteState as bad:
+                text = f"{exc} {bad}"
+        self.error = " ".join(text.split())
+        logger.finish(self.env_steps)
+        logger.message(f"[red]training stopped:[/red] {escape(text)}")
+        return self._write_summary()
+
+    def _crashed(self, exc: BaseException, logger: RunLogger | None,
+                 consistent: bool) -> BaseException | None:
+        """``exc`` ends the run: write a checkpoint (of a consistent state only, unless there
+        is no checkpoint at all) and ``summary.json`` without masking ``exc``, and set
+        :attr:`error`. Returns the exception to raise instead of ``exc`` (a full disk becomes
+        a :class:`RunError` that says how much space is needed), or None."""
+        self.status = "crashed"
+        self.hooks.stopping = True  # a failing hook is only reported from here on
+        directory = self.run_dir / "checkpoints"
+        full = exc if isinstance(exc, DiskFullError) else None
+        if full is None and disk_full(exc, self.run_dir):
+            full = DiskFullError(disk_full_message(self.run_dir, self._checkpoint_size(), exc))
+        note, salvaged = "", False
+        if full is None and (consistent or self.checkpoint_step is None):
+            try:
+                self._checkpoint(periodic=False, exact=consistent)
+                salvaged = not consistent
+            except Exception as second:  # never mask the error that ended the run
+                why = str(second) if isinstance(second, (DiskFullError, NonFiniteState)) else \
+                    describe(second)
+                note = f"; no checkpoint could be written: {why}"
+        where = " in the middle of a step" if not consistent else ""
+        if isinstance(exc, KeyboardInterrupt):
+            text = (f"the run was stopped at once at env step {self.env_steps:,}{where} (Ctrl-C "
+                    f"or SIGTERM a second time){note}")
+        else:
+            cause = (str(full) if full is not None else describe(exc)).rstrip(".")
+            text = f"the run crashed at env step {self.env_steps:,}{where}: {cause}{note}"
+        if full is None:
+            log = self.run_dir / "crash.log"
+            with contextlib.suppress(OSError):
+                log.write_text("".join(traceback.format_exception(type(exc), exc,
+                                                                  exc.__traceback__)))
+                text += f" (traceback in {log})"
+        if self.checkpoint_step is None:
+            text += "; nothing was saved to resume from"
+        else:
+            text += (f"; its state at env step {self.checkpoint_step:,} is in "
+                     f"{directory / 'latest.pt'}")
+            if salvaged:
+                text += (" (saved mid-step, as no earlier checkpoint existed: resuming restarts "
+                         "the environments and is not bit-identical)")
+        self.error = text
+        if logger is not None:
+            with contextlib.suppress(Exception):
+                logger.finish(self.env_steps)
+        try:
+            summary = self._write_summary()
+        except Exception as third:
+            self.error = text = f"{text}; summary.json could not be written: {describe(third)}"
+        else:
+            self.hooks.fire("run_finished", run=self.info, summary=summary)
+        if logger is not None:
+            with contextlib.suppress(Exception):
+                logger.close()
+        if full is not None:
+            return DiskFullError(text)
+        return None
+
+    def _checkpoint_size(self) -> int:
+        """About what the next checkpoint needs on disk: the last one's size, or the tensors."""
+        try:
+            return (self.run_dir / "checkpoints" / "latest.pt").stat().st_size
+        except OSError:
+            return tensor_bytes(self.agent.state_dict())
+
+    def _evaluation_missed(self) -> bool:
+        """Whether the evaluation due at or before this step never finished (a crash in it)."""
+        every = self.experiment.eval.every
+        due = self.env_steps // every * every if every else 0
+        return due > 0 and self.last_eval_step < due
 
     # --- periodic work -------------------------------------------------------------------
 
@@ -401,21 +627,28 @@ class Trainer:
         self.last_eval, self.last_eval_step = result, self.env_steps
         self.best_eval = result.mean if self.best_eval is None else max(self.best_eval,
                                                                        result.mean)
-        logger.last_eval = result.mean
-        logger.scalars({"eval/return_mean": result.mean, "eval/return_std": result.std,
-                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths)},
-                       self.env_steps)
-        self.plugins.hook.evaluation_finished(run=self.info, step=self.env_steps, result=result)
         target = exp.eval.target_return
         if target is not None and result.mean >= target:
             self.target_reached = True
+        logger.scalars({"eval/return_mean": result.mean, "eval/return_std": result.std,
+                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths)},
+                       self.env_steps)
+        logger.evaluation(self.env_steps, result.mean)
+        self.hooks.fire("evaluation_finished", run=self.info, step=self.env_steps, result=result)
         return result
 
     def _checkpoint(self, *, periodic: bool,
-                    name: str = "latest.pt") -> Path:
+                    name: str = "latest.pt", exact: bool = True) -> Path:
+        """Write the run's state to ``checkpoints/<name>`` (and ``step_<N>.pt`` if periodic).
+
+        :param exact: False for a state caught in the middle of a step (a crash with no
+            earlier checkpoint): the environments' state is left out, so a resume resets them.
+        :raises NonFiniteState: before writing, where ``nan_check`` is on and the agent's
+            state holds NaN/inf (such a state is never saved as a checkpoint).
+        """
         directory = self.run_dir / "checkpoints"
         try:
-            env_state: dict[str, Any] | None = self.env.state_dict()
+            env_state: dict[str, Any] | None = self.env.state_dict() if exact else None
         except SnapshotUnsupported:
             env_state = None
         state = {
@@ -425,6 +658,7 @@ class Trainer:
             "status": self.status if not periodic else "running",
             "agent": self.agent.state_dict(),
             "env": env_state,
+            "exact": exact,
             "obs": self.obs,
             "rng": seeding.rng_state(),
             "trainer": {
@@ -433,24 +667,48 @@ class Trainer:
                 "wall_time_s": self._wall_time(),
                 "last_eval_step": self.last_eval_step,
                 "best_eval": self.best_eval,
+                "target_reached": self.target_reached,
                 "last_eval": None if self.last_eval is None else
                 [list(self.last_eval.returns), list(self.last_eval.lengths)],
                 "episode_stats": self.stats.state_dict(),
             },
         }
-        path = ckpt.save_atomic(state, directory / name)
+        if self.nan_check.enabled:
+            self._refuse_non_finite(state["agent"])
+        if self._logger is not None:  # every row up to this step is on disk before the file
+            self._logger.flush()
+        path = self._save(state, directory / name)
+        if name == "latest.pt":
+            self.checkpoint_step = self.env_steps
         if periodic:
-            keep = directory / f"step_{self.env_steps:012d}.pt"
-            tmp = directory / f".{keep.name}.link"
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.link(path, tmp)
-            os.replace(tmp, keep)
+            ckpt.keep_link(path, directory / f"step_{self.env_steps:012d}.pt")
             old = sorted(directory.glob("step_*.pt"))[: -self.experiment.train.keep_checkpoints]
             for p in old:
                 p.unlink(missing_ok=True)
-        self.plugins.hook.checkpoint_saved(run=self.info, path=path, step=self.env_steps)
+        self.hooks.fire("checkpoint_saved", run=self.info, path=path, step=self.env_steps)
         return path
+
+    def _save(self, state: dict[str, Any], path: Path) -> Path:
+        """:func:`rlkit.checkpoint.save_atomic`, with a full disk reported as a
+        :class:`DiskFullError` that names the directory and the space needed."""
+        try:
+            return ckpt.save_atomic(state, path)
+        except Exception as exc:
+            needed = tensor_bytes(state)
+            if disk_full(exc, path.parent, needed):
+                raise DiskFullError(disk_full_message(path.parent, needed, exc)) from exc
+            raise
+
+    def _refuse_non_finite(self, agent_state: Any) -> None:
+        bad = non_finite_entries(agent_state)
+        if bad:
+            raise NonFiniteState(
+                f"the agent's state holds NaN or infinity at env step {self.env_steps:,} (in "
+                f"{', '.join(bad)}), so it is not saved as a checkpoint and the run is not "
+                f"reported finished. Likely cause: the warnings above (train.nan_check: "
+                f"{self.nan_check.mode}); lower algorithm.optimizer.lr or scale rewards and "
+                f"observations, and use train.nan_check: raise to stop at the first bad value "
+                f"with the last good state kept.")
 
     def _summary(self) -> dict[str, Any]:
         exp = self.experiment
@@ -469,6 +727,9 @@ class Trainer:
             "best_eval_return_mean": self.best_eval,
             "target_return": exp.eval.target_return,
             "target_reached": self.target_reached,
+            "checkpoint_step": self.checkpoint_step,
+            "error": self.error,
+            "plugin_errors": self.hooks.summary(),
             "run_dir": str(self.run_dir),
         }
 
@@ -537,9 +798,15 @@ def _new_run_dir(experiment: Experiment) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically; a failed write (a full disk) leaves no temporary
+    file and the previous version of ``path`` intact."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _version(dist: str) -> str:

@@ -172,7 +172,9 @@ def check_exact_resume(experiment: Experiment, plugins: Plugins, workdir: Path) 
     first = Trainer(experiment, plugins, run_dir=workdir / "interrupted", progress=False)
     summary = first.run(max_steps=half)
     assert summary["status"] == "paused", f"{name}: run(max_steps) ended as {summary['status']}"
-    resumed = Trainer.resume(workdir / "interrupted", plugins, progress=False)
+    # the author's own experiment: its env.imports and wrappers are the author's choice
+    resumed = Trainer.resume(workdir / "interrupted", plugins, progress=False,
+                             trust_config=True)
     resumed.run()
     assert resumed.env_steps == full.env_steps, (
         f"{name}: resumed run stopped at {resumed.env_steps} env steps, uninterrupted at "

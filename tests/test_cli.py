@@ -73,7 +73,7 @@ def test_plugins_json_lists_the_built_ins_with_distribution_and_version(plugins,
         row = rows[(kind, name)]
         assert (row["distribution"], row["version"]) == ("rlkit", RLKIT_VERSION), row
         assert row["description"], f"{name} has no description"
-    assert rows[("algorithm", "sarsa")]["entry_point"] == "tabular"
+    assert rows[("algorithm", "sarsa")]["entry_point"] == "algorithms"
 
 
 def test_plugins_table_names_each_provider(plugins, capsys):
@@ -269,3 +269,84 @@ def test_train_then_eval_a_run_directory_and_a_checkpoint(tmp_path, plugins, cap
     checkpoint = run / "checkpoints" / "latest.pt"
     assert main(["eval", str(checkpoint), "--episodes", "2"], plugins=plugins) == 0
     assert "±" in capsys.readouterr().out
+
+
+# --- runs that end with an error ------------------------------------------------------------
+
+SMALL_RUN = ["--no-progress", "--set", "train.total_steps=512", "--set", "eval.every=0",
+             "--set", "eval.episodes=2", "--set", "env.num_envs=2"]
+
+
+class _StopsTheRun:
+    """A plugin whose update_finished hook raises (or calls sys.exit)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    @hookimpl
+    def update_finished(self, run, step, metrics):
+        raise self.error
+
+
+def test_a_crashed_run_prints_one_line_with_the_error_and_the_resume_command(
+        tmp_path, plugins, capsys, monkeypatch):
+    import rlkit.loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation env failed to start")
+
+    real = rlkit.loop.evaluate
+    monkeypatch.setattr(rlkit.loop, "evaluate", broken)
+    run = tmp_path / "run"
+    assert main(["train", str(CARTPOLE), "--run-dir", str(run), *SMALL_RUN],
+                plugins=plugins) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "RuntimeError: evaluation env failed to start" in err
+    assert err.strip().endswith(f"continue with: rlkit train --resume {run}")
+    assert json.loads((run / "summary.json").read_text())["status"] == "crashed"
+
+    monkeypatch.setattr(rlkit.loop, "evaluate", real)
+    assert main(["train", "--resume", str(run), "--no-progress"], plugins=plugins) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_plugin_hook_under_plugin_errors_stop_exits_2_with_one_line(tmp_path, capsys):
+    session = session_with(("stopper", _StopsTheRun(RuntimeError("quota exceeded"))))
+    run = tmp_path / "run"
+    status = main(["train", str(CARTPOLE), "--run-dir", str(run), *SMALL_RUN,
+                   "--set", "train.plugin_errors=stop"], plugins=session)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "plugin 'stopper'" in err and "update_finished" in err and "quota exceeded" in err
+    assert f"rlkit train --resume {run}" in err
+    assert (run / "checkpoints" / "latest.pt").exists()
+
+
+def test_a_plugin_hook_calling_sys_exit_does_not_end_the_run(tmp_path, capsys):
+    session = session_with(("quitter", _StopsTheRun(SystemExit(0))))
+    run = tmp_path / "run"
+    assert main(["train", str(CARTPOLE), "--run-dir", str(run), *SMALL_RUN],
+                plugins=session) == 0
+    err = capsys.readouterr().err
+    assert err.count("rlkit: warning: plugin 'quitter'") == 1 and "sys.exit(0)" in err
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_full_disk_exits_2_with_one_line_naming_the_directory(tmp_path, plugins, capsys,
+                                                                monkeypatch):
+    import errno
+
+    from rlkit import checkpoint as ckpt
+
+    def save(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    run = tmp_path / "run"
+    status = main(["train", str(CARTPOLE), "--run-dir", str(run), *SMALL_RUN,
+                   "--set", "train.checkpoint_every=256"], plugins=plugins)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"no space left on the disk of {run / 'checkpoints'}" in err and "free" in err
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
