@@ -249,8 +249,9 @@ def find_checkpoint(path: str | Path) -> Path:
 def clean_temporary_files(directory: str | Path) -> list[Path]:
     """Remove what interrupted writes left in a checkpoint directory: ``.<name>.*.tmp`` files
     whose writer is gone (a live writer holds a lock on its file, so an evaluation beside a
-    training run leaves it alone) and ``.step_*.pt.link`` files of older rlkit versions.
-    Returns the files removed."""
+    training run leaves it alone) and ``.step_*.pt.link`` files of older rlkit versions; and
+    in the run directory above it, the temporary files of ``summary.json``, ``manifest.json``,
+    ``curves.png`` and ``scalars.csv`` older than a second. Returns the files removed."""
     directory = Path(directory)
     removed: list[Path] = []
     now = time.time()
@@ -262,6 +263,19 @@ def clean_temporary_files(directory: str | Path) -> list[Path]:
             path.unlink()
         except OSError:
             continue  # gone already, or not ours to remove: leave it
+        removed.append(path)
+    # the run directory's own small files (summary.json, manifest.json, curves.png,
+    # scalars.csv's purge) are written whole in milliseconds under a temporary name
+    run_dir = directory.parent if directory.name == "checkpoints" else None
+    small = ([*run_dir.glob("*.json.tmp"), *run_dir.glob("*.png.tmp"),
+              *run_dir.glob(".scalars.csv.tmp")] if run_dir is not None else [])
+    for path in small:
+        try:
+            if now - path.stat().st_mtime < _TEMP_MIN_AGE_S:
+                continue
+            path.unlink()
+        except OSError:
+            continue
         removed.append(path)
     return removed
 

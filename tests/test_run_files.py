@@ -206,6 +206,20 @@ def test_temporary_files_left_by_kills_are_removed_on_resume_and_eval(plugins, t
         "latest.pt", "step_000000000448.pt", "step_000000000512.pt"]
 
 
+def test_run_directory_temporary_files_are_removed_on_the_next_load(plugins, tmp_path):
+    run = make_run(tmp_path, plugins)
+    leftovers = [run / "summary.json.tmp", run / "curves.png.tmp", run / ".scalars.csv.tmp"]
+    fresh = run / "manifest.json.tmp"  # a second old: perhaps being written right now
+    for p in [*leftovers, fresh]:
+        p.write_bytes(b"cut short")
+    for p in leftovers:
+        os.utime(p, (time.time() - 30,) * 2)
+    load_agent(run, plugins)
+    assert not any(p.exists() for p in leftovers)
+    assert fresh.exists()
+    assert (run / "summary.json").is_file() and (run / "config.yaml").is_file()
+
+
 # --- damaged checkpoints: one line naming the file and the field -------------------------
 
 
