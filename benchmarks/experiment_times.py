@@ -55,7 +55,8 @@ def rlkit_trial(name: str, seed: int) -> dict[str, Any]:
             raise RuntimeError(f"{name} seed {seed} failed:\n{proc.stderr[-3000:]}")
         summary = json.loads((run_dir / "summary.json").read_text())
     return {"experiment": name, "seed": seed, "command_s": wall, "status": summary["status"],
-            "final_eval": summary["final_eval_return_mean"], "env_steps": summary["env_steps"]}
+            "final_eval": summary["final_eval_return_mean"], "env_steps": summary["env_steps"],
+            "run_wall_time_s": summary["wall_time_s"]}
 
 
 def sb3_trial(seed: int) -> dict[str, Any]:
@@ -85,9 +86,9 @@ def main() -> None:
             results.append(sb3_trial(seed))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
 
-    print(f"| experiment | seeds | whole command, s: median (min-max) | env steps | final eval "
-          f"| status | SB3 to {TARGET:g} / this |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| experiment | seeds | whole command, s: median (min-max) | summary's wall time, s "
+          f"| env steps | final eval | status | SB3 to {TARGET:g} / this |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     ref = [r["command_s"] for r in results if "status" not in r]
     for name in args.experiments:
         rows = [r for r in results if r["experiment"] == name]
@@ -95,13 +96,16 @@ def main() -> None:
         med = statistics.median(times)
         evals = [r["final_eval"] for r in rows if r["final_eval"] is not None]
         steps = [r["env_steps"] for r in rows]
-        ratio = f"{statistics.median(ref) / med:.2f}" if ref else "-"
+        walls = [r["run_wall_time_s"] for r in rows]
+        ratio = (f"{statistics.median(ref) / med:.2f}" if ref and name.startswith("cartpole")
+                 else "-")  # the reference solves CartPole-v1 only
         print(f"| {name} | {len(rows)} | {med:.1f} ({min(times):.1f}-{max(times):.1f}) | "
+              f"{min(walls):.1f}-{max(walls):.1f} | "
               f"{min(steps):,}-{max(steps):,} | {min(evals):.1f}-{max(evals):.1f} | "
               f"{', '.join(sorted({r['status'] for r in rows}))} | {ratio} |")
     if ref:
         print(f"| SB3 zoo PPO CartPole-v1 to {TARGET:g} (reference) | {len(ref)} | "
-              f"{statistics.median(ref):.1f} ({min(ref):.1f}-{max(ref):.1f}) | | | | 1.00 |")
+              f"{statistics.median(ref):.1f} ({min(ref):.1f}-{max(ref):.1f}) | | | | | 1.00 |")
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
 
