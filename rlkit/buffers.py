@@ -3,7 +3,9 @@
 * :class:`ReplayBuffer` -- circular storage of single transitions with uniform sampling, for
   off-policy algorithms (DQN, DDPG, SAC).
 * :class:`RolloutBuffer` -- ``T x N`` storage of one on-policy rollout with vectorized GAE
-  (:func:`rlkit.returns.gae`), for PPO and A2C.
+  (:func:`rlkit.returns.gae`), for PPO and A2C; for a recurrent policy it also keeps where
+  episodes began and the recurrent state at the start of every training sequence, and hands
+  out whole sequences (:meth:`RolloutBuffer.sequences`).
 
 Both allocate every tensor once and write each batch of ``N`` environments into a slice, so
 adding a step costs a few tensor copies and no allocation. Observations keep the dtype the
@@ -32,8 +34,8 @@ from rlkit.interfaces import Transition
 from rlkit.returns import gae
 from rlkit.validation import ConfigError
 
-__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer", "allocation_failure",
-           "check_allocation", "storage_bytes"]
+__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer", "SequenceBatch",
+           "allocation_failure", "check_allocation", "storage_bytes"]
 
 
 def storage_bytes(rows: int, layouts: Iterable[tuple[tuple[int, ...], torch.dtype]]) -> int:
@@ -279,6 +281,33 @@ class RolloutBatch(NamedTuple):
     return_: Tensor
 
 
+class SequenceBatch(NamedTuple):
+    """A minibatch of ``B`` training sequences of ``L`` steps: fields ``(L, B, ...)``, time
+    first, except :attr:`state`.
+
+    :param obs: observations.
+    :param action: actions taken.
+    :param log_prob: log-probability of ``action`` when collected.
+    :param value: ``V(obs)`` when collected.
+    :param advantage: GAE advantages.
+    :param return_: value targets.
+    :param starts: ``True`` where an episode began at that step (its state was reset first).
+    :param valid: ``False`` for rows that only reset an env (kept for the sequence, never
+        learned from).
+    :param state: ``(B, *state_shape)``, the recurrent state each sequence began with.
+    """
+
+    obs: Tensor
+    action: Tensor
+    log_prob: Tensor
+    value: Tensor
+    advantage: Tensor
+    return_: Tensor
+    starts: Tensor
+    valid: Tensor
+    state: Tensor
+
+
 class RolloutBuffer:
     """``T x N`` on-policy storage: one rollout of ``num_steps`` steps from ``N`` environments.
 
@@ -292,12 +321,18 @@ class RolloutBuffer:
     :param action_space: the space of one environment's action.
     :param device: where the tensors live.
     :param size_key: the config key that sets ``num_steps``, named if it does not fit in memory.
+    :param state_shape: for a recurrent policy, the shape of one env's recurrent state; the
+        buffer then also stores ``episode_start`` ``(T, N)``, ``boot_value`` ``(T, N)`` (the value
+        a truncated episode bootstraps from, computed with the state it ended in) and
+        ``state`` ``(T / seq_len, N, *state_shape)``, the state at the start of each sequence.
+    :param seq_len: steps per training sequence (must divide ``num_steps``; default: all).
     :raises ConfigError: before allocating, where the rollout would not fit in the device's
         memory.
     """
 
     STORED = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "value",
               "log_prob", "valid")
+    RECURRENT = ("episode_start", "boot_value")
 
     def __init__(
         self,
@@ -308,15 +343,25 @@ class RolloutBuffer:
         action_space: gym.Space[Any],
         device: torch.device | str,
         size_key: str = "num_steps",
+        state_shape: tuple[int, ...] | None = None,
+        seq_len: int | None = None,
     ) -> None:
         self.num_steps = int(num_steps)
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
+        self.recurrent = state_shape is not None
+        self.seq_len = int(seq_len or self.num_steps)
+        if self.num_steps % self.seq_len:
+            raise ValueError(f"seq_len ({self.seq_len}) must divide num_steps "
+                             f"({self.num_steps})")
         obs_shape, obs_dtype = observation_layout(observation_space)
         act_shape, act_dtype = action_layout(action_space)
         scalars = [((), torch.float32)] * 5 + [((), torch.bool)] * 3
         layouts = [(obs_shape, obs_dtype), (obs_shape, obs_dtype), (act_shape, act_dtype),
                    *scalars]
+        if state_shape is not None:
+            per_step = math.prod(state_shape) * 4 // self.seq_len
+            layouts += [((), torch.bool), ((), torch.float32), ((per_step,), torch.uint8)]
         check_allocation(storage_bytes(self.num_steps * self.num_envs, layouts), key=size_key,
                          device=self.device, what=f"a rollout of {self.num_steps:,} steps x "
                          f"{self.num_envs:,} envs")
@@ -334,6 +379,11 @@ class RolloutBuffer:
         """GAE advantages, filled by :meth:`compute`."""
         self.returns = torch.zeros(grid, dtype=torch.float32, device=dev)
         """Value targets ``advantages + value``, filled by :meth:`compute`."""
+        if state_shape is not None:
+            self.episode_start = torch.zeros(grid, dtype=torch.bool, device=dev)
+            self.boot_value = torch.zeros(grid, dtype=torch.float32, device=dev)
+            self.state = torch.zeros((self.num_steps // self.seq_len, self.num_envs,
+                                      *state_shape), dtype=torch.float32, device=dev)
         self.step = 0
         """Rows ``[0, step)`` along ``T`` are filled."""
 
@@ -358,11 +408,19 @@ class RolloutBuffer:
         value: Tensor,
         log_prob: Tensor,
         valid: Tensor | None = None,
+        episode_start: Tensor | None = None,
+        boot_value: Tensor | None = None,
+        state: Tensor | None = None,
     ) -> None:
         """Store one step of all ``N`` environments; each argument is ``(N, ...)``.
 
         :param valid: ``False`` for entries that only reset an environment (their rows are
             kept for shape but never appear in :meth:`minibatches`); ``None``: all valid.
+        :param episode_start: recurrent buffers: where the state was reset before acting.
+        :param boot_value: recurrent buffers: ``V(next_obs)`` where ``truncated`` (else
+            ignored), computed with the state the episode ended in.
+        :param state: recurrent buffers: the state the agent acted from; stored at the first
+            step of every sequence.
         """
         if self.full:
             raise RuntimeError(f"the rollout buffer is full ({self.num_steps} steps); call "
@@ -380,6 +438,14 @@ class RolloutBuffer:
             self.valid[t].fill_(True)
         else:
             self.valid[t].copy_(valid)
+        if self.recurrent:
+            if episode_start is None or boot_value is None or state is None:
+                raise ValueError("a recurrent rollout buffer needs episode_start, boot_value "
+                                 "and state at every step")
+            self.episode_start[t].copy_(episode_start)
+            self.boot_value[t].copy_(boot_value)
+            if t % self.seq_len == 0:
+                self.state[t // self.seq_len].copy_(state)
         self.step = t + 1
 
     def compute(self, next_values: Tensor, gamma: float, lam: float) -> None:
@@ -422,10 +488,43 @@ class RolloutBuffer:
             idx = order[start:start + batch_size]
             yield RolloutBatch(*(x[idx] for x in flat))
 
+    def sequences(self, batch_size: int, generator: torch.Generator) -> Iterator[SequenceBatch]:
+        """One shuffled pass over the rollout's ``T / seq_len * N`` sequences (recurrent
+        buffers), ``max(batch_size // seq_len, 1)`` sequences per minibatch.
+
+        Each sequence is ``seq_len`` consecutive steps of one env, starting from the state
+        stored when its first step was collected; episodes that begin inside it are marked in
+        ``starts``, so the state is reset there exactly as it was while acting.
+        """
+        if not self.recurrent:
+            raise RuntimeError("sequences() needs a buffer built with state_shape")
+        length, chunks, n = self.seq_len, self.step // self.seq_len, self.num_envs
+
+        def cut(x: Tensor) -> Tensor:  # (T, N, ...) -> (chunks * N, L, ...)
+            x = x[: chunks * length].reshape(chunks, length, n, *x.shape[2:])
+            return x.transpose(1, 2).reshape(chunks * n, length, *x.shape[3:])
+
+        fields = [cut(x) for x in (self.obs, self.action, self.log_prob, self.value,
+                                   self.advantages, self.returns, self.episode_start,
+                                   self.valid)]
+        states = self.state[:chunks].reshape(chunks * n, *self.state.shape[2:])
+        total = chunks * n
+        per = max(batch_size // length, 1)
+        if per >= total:
+            yield SequenceBatch._make([*(x.transpose(0, 1) for x in fields), states])
+            return
+        order = torch.randperm(total, generator=generator, device=self.device)
+        for start in range(0, total, per):
+            idx = order[start:start + per]
+            yield SequenceBatch._make([*(x[idx].transpose(0, 1) for x in fields), states[idx]])
+
     def state_dict(self) -> dict[str, Any]:
         """The filled steps and the step counter (tensors and plain data only)."""
+        names = self.STORED + (self.RECURRENT if self.recurrent else ())
         state: dict[str, Any] = {name: getattr(self, name)[: self.step].clone()
-                                 for name in self.STORED}
+                                 for name in names}
+        if self.recurrent:
+            state["state"] = self.state[: -(-self.step // self.seq_len)].clone()
         state["step"] = self.step
         return state
 
@@ -435,6 +534,10 @@ class RolloutBuffer:
         if step > self.num_steps:
             raise ValueError(f"rollout buffer state holds {step} steps, this buffer "
                              f"{self.num_steps}; build it with the same number of steps")
-        for name in self.STORED:
+        names = self.STORED + (self.RECURRENT if self.recurrent else ())
+        for name in names:
             getattr(self, name)[:step].copy_(state[name])
+        if self.recurrent:
+            stored = state["state"]
+            self.state[: stored.shape[0]].copy_(stored)
         self.step = step

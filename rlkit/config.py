@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlkit import yaml_reader
+from rlkit.components import backbone_lookup
 from rlkit.plugins import Plugins, UnknownNameError
 from rlkit.validation import (
     ConfigError,
@@ -272,13 +273,15 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
     for name, cls in _SECTIONS.items():
         if name in data:
             kwargs[name] = from_data(cls, data[name], name)
-    for name in _COMPONENTS:
-        raw = data.get(name, {"name": "mlp"} if name == "backbone" else None)
-        if raw is None:
-            continue
-        component = _component(name, raw, plugins)
-        if component is not None:
-            kwargs[name] = component
+    # a component may name a backbone in its own parameters (lstm's encoder)
+    with backbone_lookup({name: spec for name, (spec, _) in plugins.backbones.items()}):
+        for name in _COMPONENTS:
+            raw = data.get(name, {"name": "mlp"} if name == "backbone" else None)
+            if raw is None:
+                continue
+            component = _component(name, raw, plugins)
+            if component is not None:
+                kwargs[name] = component
     return Experiment(**kwargs)
 
 

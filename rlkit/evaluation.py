@@ -2,7 +2,9 @@
 
 Each of the ``E`` evaluation envs is given a quota of episodes (``episodes`` split as evenly as
 possible), so that short episodes do not crowd out long ones in the average. The envs are
-seeded afresh for every evaluation; evaluation never touches the agent's training state.
+seeded afresh for every evaluation; evaluation never touches the agent's training state: an
+agent with per-env state (a recurrent backbone) acts inside ``agent.separate_state(E)``, from a
+fresh state that starts anew wherever an evaluation episode ends.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from rlkit.environments import TorchVectorEnv
-from rlkit.interfaces import Algorithm, EvalResult
+from rlkit.interfaces import Algorithm, EvalResult, begin_episodes, separate_state
 
 
 def evaluate(
@@ -43,14 +45,16 @@ def evaluate(
     check_every = 1 if device.type == "cpu" else 16
     obs = env.reset(seed=seed)
     t = 0
-    with torch.no_grad():
+    with torch.no_grad(), separate_state(agent, n):
         while True:
             step = env.step(agent.act(obs, explore=not deterministic))
             finished = step.terminated | step.truncated
             if step.valid is None:
+                begin_episodes(agent, finished)
                 ep_return += step.reward
                 ep_len += 1
             else:
+                begin_episodes(agent, finished | ~step.valid)
                 ep_return += step.reward * step.valid
                 ep_len += step.valid
                 finished &= step.valid

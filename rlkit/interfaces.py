@@ -14,12 +14,29 @@ else can drive it::
 Plugins provide algorithms, backbones and exploration controllers through the registration
 hooks in :mod:`rlkit.hookspecs`; each registration names a hyperparameter dataclass that the
 config layer validates YAML against, and a ``build`` function.
+
+**Episode starts and separate state** (optional methods; feed-forward agents need neither).
+An agent with memory (a recurrent backbone) keeps one state per environment and starts it
+afresh where an observed transition ends an episode. Whoever owns the loop can also start
+episodes explicitly, and act on other environments without touching the training state::
+
+    agent.begin_episodes(mask)               # (N,) bool: these envs begin new episodes
+    with agent.separate_state(num_envs=8):   # a fresh state for 8 other envs (evaluation)
+        actions = agent.act(eval_obs, explore=False)
+        agent.begin_episodes(eval_done)
+
+Call them through :func:`begin_episodes` and :func:`separate_state`, which do nothing for
+agents that do not define them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -51,6 +68,10 @@ __all__ = [
     "RunnerSpec",
     "EvalResult",
     "Transition",
+    "begin_episodes",
+    "is_recurrent",
+    "recurrent_factory",
+    "separate_state",
 ]
 
 
@@ -111,6 +132,55 @@ class Algorithm(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         ...
+
+    # Optional, for agents with per-env state (not part of the isinstance check):
+    #
+    # def begin_episodes(self, mask: Tensor | None = None) -> None:
+    #     """The environments in ``mask`` ((N,) bool; None: all) begin new episodes: their
+    #     state is reset before the next act."""
+    #
+    # def separate_state(self, num_envs: int) -> AbstractContextManager[None]:
+    #     """A block in which act/begin_episodes use a fresh state for ``num_envs`` other
+    #     environments; the state from before is untouched and back afterwards."""
+
+
+def begin_episodes(agent: Any, mask: Tensor | None = None) -> None:
+    """``agent.begin_episodes(mask)`` where the agent has it (agents with per-env state);
+    nothing otherwise.
+
+    :param mask: ``(N,)`` bool, the environments that begin new episodes; None: all.
+    """
+    method = getattr(agent, "begin_episodes", None)
+    if method is not None:
+        method(mask)
+
+
+def separate_state(agent: Any, num_envs: int) -> AbstractContextManager[None]:
+    """``agent.separate_state(num_envs)`` where the agent has it; an empty block otherwise.
+
+    Evaluation acts inside such a block, so it never touches the training state.
+    """
+    method = getattr(agent, "separate_state", None)
+    return method(num_envs) if method is not None else contextlib.nullcontext()
+
+
+def recurrent_factory(factory: Callable[..., nn.Module]) -> Callable[[gym.Space[Any]], nn.Module]:
+    """``factory`` (a :class:`BackboneFactory`) as a one-argument function that accepts
+    recurrent backbones: ``factory(space, recurrent=True)``. A plain ``factory(space)`` that takes
+    no such keyword (one written by hand for a test or a simulator) is returned as it is."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: call it as it is
+        return factory
+    if any(p.name == "recurrent" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return functools.partial(factory, recurrent=True)
+    return factory
+
+
+def is_recurrent(module: Any) -> bool:
+    """Whether a backbone module carries state across steps (``recurrent = True``; see
+    :mod:`rlkit.backbones.rnn` for what such a module provides)."""
+    return getattr(module, "recurrent", False) is True
 
 
 class Exploration(Protocol):
@@ -217,9 +287,16 @@ class BackboneFactory(Protocol):
 
     The module maps a batch of observations ``(B, *obs_shape)`` to features ``(B, output_dim)``
     and has an integer attribute ``output_dim``.
+
+    ``recurrent=True`` says the caller can use a recurrent backbone (``lstm``, ``gru``: a
+    module with ``recurrent = True``, ``state_shape``, ``initial_state``, ``forward(obs,
+    state)`` and ``forward_sequence``; see :mod:`rlkit.backbones.rnn`). Without it, a recurrent
+    backbone configured for the run is refused with an error that names the algorithm and the
+    backbone, so an algorithm that keeps no per-env state never receives one.
     """
 
-    def __call__(self, observation_space: gym.Space[Any]) -> nn.Module: ...
+    def __call__(self, observation_space: gym.Space[Any], *,
+                 recurrent: bool = False) -> nn.Module: ...
 
 
 @dataclass(kw_only=True)

@@ -68,6 +68,7 @@ from rlkit.interfaces import (
     NonFiniteError,
     RunInfo,
     Transition,
+    begin_episodes,
 )
 from rlkit.lifecycle import LifecycleHooks
 from rlkit.logger import RunLogger, check_scalars_csv
@@ -125,8 +126,23 @@ def build_agent(
     train = experiment.train
     backbone_spec = plugins.backbone(experiment.backbone.name)
     backbone_params = experiment.backbone.params
+    algorithm_name = experiment.algorithm.name
+    is_recurrent_spec = bool(getattr(backbone_spec.config, "recurrent", False))
+    accepted = False  # whether the algorithm asked for a backbone it can run recurrently
 
-    def make_backbone(observation_space: Any) -> torch.nn.Module:
+    def refuse_recurrent() -> ConfigError:
+        return experiment.locate(ConfigError(
+            f"backbone.name: {backbone_spec.name!r} is a recurrent backbone, and algorithm "
+            f"{algorithm_name!r} cannot use one (it keeps no per-env state). Use a "
+            f"feed-forward backbone (mlp, cnn), or an algorithm that takes recurrent backbones "
+            f"(ppo and dqn among the built-ins).", key="backbone.name"), key="backbone.name")
+
+    def backbone(observation_space: Any, *, recurrent: bool = False) -> torch.nn.Module:
+        """The configured backbone; ``recurrent=True``: the caller can run a recurrent one."""
+        nonlocal accepted
+        if is_recurrent_spec and not recurrent:
+            raise refuse_recurrent()
+        accepted = accepted or recurrent
         try:
             return backbone_spec.build(backbone_params, observation_space)
         except ConfigError as exc:
@@ -141,7 +157,7 @@ def build_agent(
         device=device,
         seed=train.seed,
         total_steps=train.total_steps,
-        backbone=make_backbone,
+        backbone=backbone,
         exploration=exploration,
         nan_check=nan_check or NanCheck(train.nan_check),
     )
@@ -162,6 +178,8 @@ def build_agent(
     if not isinstance(agent, Algorithm):
         raise RunError(f"algorithm {spec.name!r}: build() returned {type(agent).__name__}, which "
                        f"lacks act/observe/update/state_dict/load_state_dict.")
+    if is_recurrent_spec and not accepted:  # built without asking for one (tabular methods)
+        raise refuse_recurrent()
     return agent, exploration
 
 
@@ -345,6 +363,7 @@ class Trainer:
                           f"will not be bit-identical to an uninterrupted run.", RuntimeWarning,
                           stacklevel=2)
             self.obs = self.env.reset(seed=self.experiment.train.seed + self.env_steps)
+            begin_episodes(self.agent)  # the envs restart: so do their episodes' memories
         with ckpt.restoring(path, "rng"):
             seeding.set_rng_state(state["rng"])
 

@@ -10,7 +10,9 @@ with :func:`param`::
 
 Supported annotations: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``X | None``,
 unions of the above and of dataclasses, ``list[X]``, ``tuple[X, ...]``, ``dict[str, X]``,
-``Any`` and nested dataclasses.
+``Any``, nested dataclasses, and types that validate themselves through a
+``__config_coerce__(value, path)`` class method (and give their plain data back through
+``__config_data__()``), such as :class:`rlkit.components.BackboneChoice`.
 
 Every ``int`` must fit in 64 bits (``-2**63 .. 2**63 - 1``); an integral number written in
 scientific notation (``1e5``, which YAML 1.1 reads as a string, or ``1.0e+5``, a float) is
@@ -274,6 +276,9 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         return {key_text(k): coerce(vt, v, _join(path, key_text(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return from_data(tp, value, path)
+    custom = getattr(tp, "__config_coerce__", None)
+    if custom is not None:  # a type that validates itself (rlkit.components.BackboneChoice)
+        return custom(value, path)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -441,6 +446,9 @@ def to_data(obj: Any) -> Any:
     """The inverse of :func:`from_data`: dataclasses to plain YAML-safe data."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    custom = getattr(obj, "__config_data__", None)
+    if custom is not None and not isinstance(obj, type):
+        return custom()
     if isinstance(obj, Mapping):
         return {str(k): to_data(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

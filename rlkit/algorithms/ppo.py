@@ -12,12 +12,22 @@ Discrete action spaces use a categorical policy, boxes a diagonal Gaussian with 
 state-independent log standard deviation (actions are clipped to the bounds when sent to the
 environment; the unclipped sample is what is learned from). Truncated episodes bootstrap from
 the value of their final observation; terminated ones do not.
+
+**Recurrent policies** (``backbone: {name: lstm}`` or ``gru``). The agent keeps each env's
+state (:class:`rlkit.memory.RecurrentMemory`), reset where an observed transition ends an
+episode. The rollout stores where episodes began and, every ``seq_len`` steps, the state each
+env acted from; the update replays the rollout as sequences of ``seq_len`` steps from those
+stored states, resetting the state at the same steps as while acting, so the log-probabilities
+and values of the first epoch equal those computed while acting (before any gradient step) and
+nothing flows across an episode boundary. A truncated episode bootstraps from the value of its
+final observation computed with the state that episode ended in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +35,15 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from rlkit.buffers import RolloutBuffer
-from rlkit.interfaces import BuildContext, NanCheck, Transition
+from rlkit.buffers import RolloutBuffer, SequenceBatch
+from rlkit.interfaces import (
+    BuildContext,
+    NanCheck,
+    Transition,
+    is_recurrent,
+    recurrent_factory,
+)
+from rlkit.memory import RecurrentMemory
 from rlkit.optim import (
     OptimizerConfig,
     clip_grad_norm,
@@ -71,12 +88,19 @@ class PPOConfig:
     """One backbone for policy and value (True) or one each (False)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    seq_len: int | None = param(None, ge=1)
+    """Recurrent backbones only: steps per training sequence (each starts from the state
+    stored when it was collected; must divide n_steps). A minibatch holds batch_size //
+    seq_len sequences. null: whole rollouts (n_steps)."""
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """Optimizer and learning rate (a number or a schedule)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 2 and self.normalize_advantage:
             raise ValueError("batch_size must be at least 2 when normalize_advantage is true")
+        if self.seq_len is not None and self.n_steps % self.seq_len:
+            raise ValueError(f"seq_len ({self.seq_len}) must divide n_steps ({self.n_steps}): "
+                             f"a rollout is cut into whole sequences")
 
 
 class ActorCritic(nn.Module):
@@ -95,6 +119,12 @@ class ActorCritic(nn.Module):
         self.actor_body = make_backbone(observation_space)
         self.critic_body = self.actor_body if share_backbone else make_backbone(observation_space)
         self.share_backbone = share_backbone
+        self.recurrent = is_recurrent(self.actor_body)
+        if self.recurrent:
+            # one state per core: (1 or 2, *core state), actor's first
+            cores = 1 if share_backbone else 2
+            core_shape: tuple[int, ...] = tuple(self.actor_body.state_shape)  # type: ignore[arg-type]
+            self.state_shape: tuple[int, ...] = (cores, *core_shape)
         width = _output_dim(self.actor_body)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if isinstance(action_space, gym.spaces.Discrete):
@@ -124,6 +154,33 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Tensor) -> Tensor:
         return self.value_head(self.critic_body(obs)).squeeze(-1)
+
+    # --- recurrent cores -----------------------------------------------------------------
+
+    def initial_state(self, batch: int) -> Tensor:
+        """Zeros ``(batch, *state_shape)`` on the model's device."""
+        return torch.zeros((batch, *self.state_shape), device=self.value_head.weight.device)
+
+    def sequence(self, obs: Tensor, state: Tensor,
+                 starts: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Recurrent forward over ``T`` steps: observations ``(T, B, ...)``, states ``(B,
+        *state_shape)``, episode starts ``(T, B)`` (None: none) -> policy outputs ``(T, B,
+        ...)``, values ``(T, B)`` and the states after the last step."""
+        actor: Any = self.actor_body
+        features, actor_state = actor.forward_sequence(obs, state[:, 0], starts)
+        if self.share_backbone:
+            critic_features, new_state = features, actor_state.unsqueeze(1)
+        else:
+            critic: Any = self.critic_body
+            critic_features, critic_state = critic.forward_sequence(obs, state[:, 1], starts)
+            new_state = torch.stack((actor_state, critic_state), dim=1)
+        return (self.policy_head(features), self.value_head(critic_features).squeeze(-1),
+                new_state)
+
+    def step(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One recurrent step of ``B`` envs: policy output, value and next state."""
+        out, value, state = self.sequence(obs.unsqueeze(0), state, None)
+        return out[0], value[0], state
 
     def log_prob_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         if self.discrete:
@@ -166,17 +223,23 @@ class PPO:
         spec = ctx.env
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            self.model = ActorCritic(ctx.backbone, spec.observation_space, spec.action_space,
+            self.model = ActorCritic(recurrent_factory(ctx.backbone),
+                                     spec.observation_space, spec.action_space,
                                      share_backbone=config.share_backbone,
                                      log_std_init=config.log_std_init).to(self.device)
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(self.params, config.optimizer)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
+        self.recurrent = self.model.recurrent
+        self.memory: RecurrentMemory | None = (
+            RecurrentMemory(self.model.initial_state, spec.num_envs) if self.recurrent else None)
         self.buffer = RolloutBuffer(num_steps=config.n_steps, num_envs=spec.num_envs,
                                     observation_space=spec.observation_space,
                                     action_space=spec.action_space, device=self.device,
-                                    size_key="algorithm.n_steps")
+                                    size_key="algorithm.n_steps",
+                                    state_shape=self.model.state_shape if self.recurrent
+                                    else None, seq_len=config.seq_len)
         self.action_space = spec.action_space
         if isinstance(spec.action_space, gym.spaces.Box):
             self.low = torch.as_tensor(spec.action_space.low, device=self.device)
@@ -184,11 +247,15 @@ class PPO:
         self.env_steps = 0
         self.updates = 0
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # action, log_prob, value
+        # recurrent: the state acted from, the episode starts applied, the state after acting
+        self._pending_state: tuple[Tensor, Tensor, Tensor] | None = None
 
     # --- ask/tell ------------------------------------------------------------------------
 
     @torch.no_grad()
     def act(self, obs: Tensor, explore: bool = True) -> Tensor:
+        if self.memory is not None:
+            return self._act_recurrent(obs, explore, self.memory)
         if not explore:
             return self._to_env(self.model.mode(self.model.policy(obs)))
         out, value = self.model(obs)
@@ -196,7 +263,23 @@ class PPO:
         self._pending = (action, log_prob, value)
         return self._to_env(action)
 
+    def _act_recurrent(self, obs: Tensor, explore: bool, memory: RecurrentMemory) -> Tensor:
+        state = memory.state
+        out, value, new_state = self.model.step(obs, state)
+        starts = memory.take_starts()
+        memory.state = new_state
+        if not explore:
+            return self._to_env(self.model.mode(out))
+        action, log_prob = self.model.sample(out, self.generator)
+        if not memory.separated:  # what observe() stores: only the training stream learns
+            self._pending = (action, log_prob, value)
+            self._pending_state = (state, starts, new_state)
+        return self._to_env(action)
+
     def observe(self, transition: Transition) -> None:
+        if self.memory is not None:
+            self._observe_recurrent(transition, self.memory)
+            return
         if self._pending is None:  # driven without act(): score the given actions
             with torch.no_grad():
                 out, value = self.model(transition.obs)
@@ -211,6 +294,63 @@ class PPO:
                         valid=transition.valid)
         self.env_steps += transition.reward.shape[0]
 
+    def _observe_recurrent(self, transition: Transition, memory: RecurrentMemory) -> None:
+        if self._pending is None or self._pending_state is None:
+            raise RuntimeError("a recurrent PPO agent learns only from transitions of its own "
+                               "act(obs, explore=True) calls: call act before each observe")
+        action, log_prob, value = self._pending
+        state, starts, new_state = self._pending_state
+        self._pending = self._pending_state = None
+        truncated = transition.truncated
+        # A truncated episode bootstraps from V(final obs) under the state it ended in. On the
+        # CPU, skip the pass when nothing was truncated; on a GPU, asking would stall it.
+        if self.device.type != "cpu" or bool(truncated.any()):
+            with torch.no_grad():
+                _, boot, _ = self.model.step(transition.next_obs, new_state)
+        else:
+            boot = torch.zeros_like(value)
+        self.buffer.add(obs=transition.obs, action=action, reward=transition.reward,
+                        next_obs=transition.next_obs, terminated=transition.terminated,
+                        truncated=truncated, value=value, log_prob=log_prob,
+                        valid=transition.valid, episode_start=starts, boot_value=boot,
+                        state=state)
+        ended = transition.terminated | truncated
+        if transition.valid is not None:
+            ended = ended | ~transition.valid  # next-step autoreset: that row was a reset
+        memory.begin(ended)
+        self.env_steps += transition.reward.shape[0]
+
+    def begin_episodes(self, mask: Tensor | None = None) -> None:
+        """Reset the recurrent state of the envs in ``mask`` (``(N,)`` bool; None: all) before
+        the next :meth:`act`; nothing for a feed-forward policy.
+
+        In the training stream, an env whose last observed transition had not ended its
+        episode is treated as truncated there: its return bootstraps from the value of that
+        transition's ``next_obs`` under the state it had reached.
+        """
+        memory = self.memory
+        if memory is None:
+            return
+        buf = self.buffer
+        if not memory.separated and buf.step > 0 and self._pending is None:
+            t = buf.step - 1
+            cut = ~(buf.terminated[t] | buf.truncated[t])
+            if mask is not None:
+                cut &= mask.to(device=cut.device, dtype=torch.bool)
+            if bool(cut.any()):
+                with torch.no_grad():
+                    _, boot, _ = self.model.step(buf.next_obs[t], memory.state)
+                buf.boot_value[t] = torch.where(cut, boot, buf.boot_value[t])
+                buf.truncated[t] |= cut
+        memory.begin(mask)
+
+    def separate_state(self, num_envs: int) -> contextlib.AbstractContextManager[None]:
+        """A block in which :meth:`act` uses a fresh recurrent state for ``num_envs`` other
+        environments (evaluation); the training state is untouched."""
+        if self.memory is None:
+            return contextlib.nullcontext()
+        return self.memory.separate(num_envs)
+
     def update(self) -> dict[str, float]:
         if not self.buffer.full:
             return {}
@@ -222,7 +362,7 @@ class PPO:
                     else float(self.exploration.value(self.env_steps)))
         buf = self.buffer
         with torch.no_grad():
-            next_values = self.model.value(buf.next_obs.flatten(0, 1)).view_as(buf.reward)
+            next_values = self._next_values()
         buf.compute(next_values, cfg.gamma, cfg.gae_lambda)
         self.nan_check.check("train/advantages", buf.advantages,
                              "non-finite rewards or values; check the env's rewards or lower "
@@ -231,24 +371,27 @@ class PPO:
             "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")}
         stop = False
         for _ in range(cfg.n_epochs):
-            for batch in buf.minibatches(cfg.batch_size, self.generator):
-                out, values = self.model(batch.obs)
+            for batch, out, values, mask in self._forward_batches():
+                mean = _mean if mask is None else _masked_mean(mask)
                 log_prob, entropy = self.model.log_prob_entropy(out, batch.action)
                 log_ratio = log_prob - batch.log_prob
                 ratio = log_ratio.exp()
                 adv = batch.advantage
                 if cfg.normalize_advantage and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                policy_loss = torch.max(
-                    -adv * ratio, -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-                ).mean()
+                    if mask is None:
+                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    else:
+                        centred = adv - mean(adv)
+                        adv = centred / (_masked_std(centred, mask) + 1e-8)
+                policy_loss = mean(torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)))
                 if cfg.clip_vf is None:
-                    value_loss = 0.5 * (values - batch.return_).pow(2).mean()
+                    value_loss = 0.5 * mean((values - batch.return_).pow(2))
                 else:
                     clipped = batch.value + (values - batch.value).clamp(-cfg.clip_vf, cfg.clip_vf)
-                    value_loss = 0.5 * torch.max((values - batch.return_).pow(2),
-                                                 (clipped - batch.return_).pow(2)).mean()
-                entropy_mean = entropy.mean()
+                    value_loss = 0.5 * mean(torch.max((values - batch.return_).pow(2),
+                                                      (clipped - batch.return_).pow(2)))
+                entropy_mean = mean(entropy)
                 loss = policy_loss + cfg.vf_coef * value_loss
                 if ent_coef:  # without a bonus, backward need not walk the entropy's graph
                     loss = loss - ent_coef * entropy_mean
@@ -266,13 +409,13 @@ class PPO:
                     stats["grad_norm"].append(grad_norm.detach())
                 self.optimizer.step()
                 with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - log_ratio).mean()
+                    approx_kl = mean((ratio - 1.0) - log_ratio)
                     stats["policy_loss"].append(policy_loss.detach())
                     stats["value_loss"].append(value_loss.detach())
                     stats["entropy"].append(entropy_mean.detach())
                     stats["approx_kl"].append(approx_kl)
                     stats["clip_fraction"].append(
-                        ((ratio - 1.0).abs() > clip_coef).float().mean())
+                        mean(((ratio - 1.0).abs() > clip_coef).float()))
                 if cfg.target_kl is not None and float(approx_kl) > 1.5 * cfg.target_kl:
                     stop = True
                     break
@@ -289,10 +432,39 @@ class PPO:
         buf.reset()
         return metrics
 
+    def _next_values(self) -> Tensor:
+        """``V(next_obs)`` ``(T, N)`` for GAE (only where the episode goes on or was truncated
+        does it matter)."""
+        buf = self.buffer
+        if self.memory is None:
+            return self.model.value(buf.next_obs.flatten(0, 1)).view_as(buf.reward)
+        # Where an episode goes on, next_obs[t] is obs[t + 1] and the state is the one acted
+        # from at t + 1: V was computed then. The last step's uses the current state (rows
+        # that ended have none to bootstrap from or a stored boot_value), truncated steps the
+        # value computed with the state their episode ended in.
+        _, last, _ = self.model.step(buf.next_obs[-1], self.memory.state)
+        following = torch.cat((buf.value[1:], last.unsqueeze(0)))
+        return torch.where(buf.truncated, buf.boot_value, following)
+
+    def _forward_batches(self) -> Iterator[tuple[Any, Tensor, Tensor, Tensor | None]]:
+        """Minibatches with the current policy's outputs and values: ``(batch, policy
+        output, values, mask)``, fields flat ``(B, ...)``; ``mask`` (recurrent sequences) is
+        1.0 for the rows to learn from, None where all are."""
+        cfg = self.config
+        if self.memory is None:
+            for batch in self.buffer.minibatches(cfg.batch_size, self.generator):
+                out, values = self.model(batch.obs)
+                yield batch, out, values, None
+            return
+        for seq in self.buffer.sequences(cfg.batch_size, self.generator):
+            out, values, _ = self.model.sequence(seq.obs, seq.state, seq.starts)
+            flat = SequenceBatch._make([*(x.flatten(0, 1) for x in seq[:-1]), seq.state])
+            yield flat, out.flatten(0, 1), values.flatten(), flat.valid.float()
+
     # --- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -301,6 +473,9 @@ class PPO:
             "updates": self.updates,
             "exploration": None if self.exploration is None else self.exploration.state_dict(),
         }
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -311,7 +486,13 @@ class PPO:
         self.updates = int(state["updates"])
         if self.exploration is not None and state.get("exploration") is not None:
             self.exploration.load_state_dict(state["exploration"])
+        if self.memory is not None:
+            if "memory" not in state:
+                raise ValueError("the state has no recurrent memory: it was saved by a PPO "
+                                 "agent with a feed-forward backbone")
+            self.memory.load_state_dict(state["memory"])
         self._pending = None
+        self._pending_state = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -338,6 +519,21 @@ def _output_dim(backbone: nn.Module) -> int:
     if not isinstance(width, int):
         raise TypeError(f"backbone {type(backbone).__name__} must have an int output_dim")
     return width
+
+
+def _mean(x: Tensor) -> Tensor:
+    return x.mean()
+
+
+def _masked_mean(mask: Tensor) -> Callable[[Tensor], Tensor]:
+    """The mean over the rows where ``mask`` is 1.0."""
+    count = mask.sum().clamp_min(1.0)
+    return lambda x: (x * mask).sum() / count
+
+
+def _masked_std(centred: Tensor, mask: Tensor) -> Tensor:
+    """The sample standard deviation of already centred values over ``mask``'s rows."""
+    return ((centred.pow(2) * mask).sum() / (mask.sum() - 1.0).clamp_min(1.0)).sqrt()
 
 
 def _explained_variance(values: Tensor, returns: Tensor) -> float:

@@ -17,3 +17,9 @@ def register_backbones(register: Callable[..., None]) -> None:
              description="A multi-layer perceptron over the flattened observation.")
     register("cnn", "rlkit.backbones.cnn:CNNConfig", "rlkit.backbones.cnn:build_cnn",
              description="Convolutions over image observations, then fully connected layers.")
+    register("lstm", "rlkit.backbones.rnn:LSTMConfig", "rlkit.backbones.rnn:build_lstm",
+             description="An LSTM core over a feed-forward encoder: memory across the steps of "
+                         "an episode.")
+    register("gru", "rlkit.backbones.rnn:GRUConfig", "rlkit.backbones.rnn:build_gru",
+             description="A GRU core over a feed-forward encoder: memory across the steps of an "
+                         "episode.")
