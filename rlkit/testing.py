@@ -17,7 +17,12 @@ The checks, each also callable on its own:
 * :func:`check_determinism` -- two runs with the same config and seed end with identical
   parameters (on the CPU);
 * :func:`check_exact_resume` -- a run stopped half-way, checkpointed and resumed ends with
-  exactly the parameters of an uninterrupted run.
+  exactly the parameters of an uninterrupted run;
+* :func:`check_episode_starts` -- evaluation (``separate_state``) leaves the training state as
+  it was, and ``begin_episodes`` starts exactly the episodes it is told to: after it, the
+  masked envs act like a fresh agent's and the others as if it had not been called. Agents
+  without per-env state pass trivially; recurrent ones (``backbone={"name": "lstm"}``) are
+  checked for real.
 
 Each raises ``AssertionError`` with a message naming the algorithm and the check. Experiments
 from :func:`experiment_for` turn on ``check_actions`` for envs whose batched constructor takes it
@@ -40,7 +45,8 @@ from gymnasium.envs.registration import load_env_creator
 
 from rlkit.config import Experiment, resolve
 from rlkit.environments import make_env
-from rlkit.interfaces import EnvSpec
+from rlkit.evaluation import evaluate
+from rlkit.interfaces import EnvSpec, begin_episodes
 from rlkit.loop import Trainer, build_agent, env_options
 from rlkit.plugins import Plugins
 
@@ -48,6 +54,7 @@ __all__ = [
     "assert_state_equal",
     "check_algorithm",
     "check_determinism",
+    "check_episode_starts",
     "check_exact_resume",
     "check_save_load",
     "check_smoke",
@@ -183,6 +190,63 @@ def check_exact_resume(experiment: Experiment, plugins: Plugins, workdir: Path) 
                        f"{name}: resumed vs uninterrupted run")
 
 
+def check_episode_starts(experiment: Experiment, plugins: Plugins) -> None:
+    """Evaluation never touches the training state, and ``begin_episodes`` starts exactly the
+    episodes in its mask (see the module docstring)."""
+    name = experiment.algorithm.name
+    env = make_env(env_options(experiment))
+    n = env.num_envs
+    agent, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+    _drive(agent, env, env.reset(seed=4), 48)
+    agent.act(env.reset(seed=7), explore=False)  # a state mid-episode in every env
+    before = agent.state_dict()
+    eval_env = make_env(env_options(experiment, for_eval=True), num_envs=3)
+    evaluate(agent, eval_env, episodes=3, seed=5)
+    assert_state_equal(before, agent.state_dict(),
+                       f"{name}: an evaluation changed the training state (evaluation must act "
+                       f"inside separate_state, with a state of its own)")
+    # Through the state: begin_episodes(mask) then (~mask) is begin_episodes() for all envs,
+    # and where starting every episode changes the state (the agent has per-env memory),
+    # starting some changes it, but not as much.
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[0] = True
+    states = []
+    for masks in ((None,), (mask,), (mask, ~mask)):
+        other, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+        other.load_state_dict(before)
+        for m in masks:
+            begin_episodes(other, m)
+        states.append(other.state_dict())
+    every, some, both = states
+    assert_state_equal(every, both, f"{name}: begin_episodes(mask) then begin_episodes(~mask) "
+                                    f"differs from begin_episodes() for all envs")
+    if not _state_equal(before, every):
+        assert not _state_equal(some, before), (
+            f"{name}: begin_episodes(mask) left the state as it was, although "
+            f"begin_episodes() for all envs changes it (the mask is ignored)")
+        assert not _state_equal(some, every), (
+            f"{name}: begin_episodes(mask) for one env reset every env's state")
+    # A twin in the same state, and a fresh agent with the same weights: after
+    # begin_episodes(mask), masked envs must act like the fresh agent, the others like the twin.
+    twin, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+    twin.load_state_dict(agent.state_dict())
+    fresh, _ = build_agent(experiment, plugins, _spec(env), torch.device("cpu"))
+    fresh.load_state_dict(agent.state_dict())
+    begin_episodes(fresh)  # every env starts an episode
+    begin_episodes(agent, mask)
+    probe = make_env(env_options(experiment))
+    obs = probe.reset(seed=6)
+    for step in range(8):
+        a, b, c = (x.act(obs, explore=False) for x in (agent, twin, fresh))
+        assert torch.equal(a[mask], c[mask]), (
+            f"{name}: step {step} after begin_episodes(mask): a masked env acts unlike a fresh "
+            f"agent's (its state was not reset)")
+        assert torch.equal(a[~mask], b[~mask]), (
+            f"{name}: step {step} after begin_episodes(mask): an env outside the mask acts "
+            f"differently (begin_episodes touched it)")
+        obs = probe.step(a).obs
+
+
 def check_algorithm(
     algorithm: str,
     *,
@@ -192,16 +256,22 @@ def check_algorithm(
     env: Mapping[str, Any] | None = None,
     steps: int = 512,
     plugins: Plugins | None = None,
+    backbone: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run every conformance check on ``algorithm``."""
+    """Run every conformance check on ``algorithm``.
+
+    :param backbone: the backbone section (default: a small ``mlp``); e.g.
+        ``{"name": "lstm", "hidden_size": 16}`` checks an algorithm's recurrent support.
+    """
     plugins = plugins or Plugins.load()
     workdir = Path(workdir)
     experiment = experiment_for(algorithm, env_id=env_id, plugins=plugins, params=params,
-                                env=env, steps=steps, workdir=workdir)
+                                env=env, steps=steps, workdir=workdir, backbone=backbone)
     check_smoke(experiment, plugins, workdir)
     check_save_load(experiment, plugins)
     check_determinism(experiment, plugins, workdir)
     check_exact_resume(experiment, plugins, workdir)
+    check_episode_starts(experiment, plugins)
 
 
 def assert_state_equal(a: Any, b: Any, where: str, path: str = "") -> None:
@@ -231,6 +301,14 @@ def assert_state_equal(a: Any, b: Any, where: str, path: str = "") -> None:
             assert_state_equal(x, y, where, f"{path}[{i}]")
         return
     assert a == b or (a != a and b != b), f"{where}: {path} differs ({a!r} vs {b!r})"
+
+
+def _state_equal(a: Any, b: Any) -> bool:
+    try:
+        assert_state_equal(a, b, "")
+    except AssertionError:
+        return False
+    return True
 
 
 def _spec(env: Any) -> EnvSpec:

@@ -1,8 +1,10 @@
 """rlkit.testing's conformance checks over every algorithm rlkit ships.
 
-Each algorithm runs the same four checks a third-party plugin runs on its own: a smoke run
-through the trainer, a save/load round trip through ``torch.load(weights_only=True)``,
-same-seed determinism and exact resume. Settings are small so that the whole file stays fast.
+Each algorithm runs the same checks a third-party plugin runs on its own: a smoke run through
+the trainer, a save/load round trip through ``torch.load(weights_only=True)``, same-seed
+determinism, exact resume, and episode starts (evaluation leaves the training state alone,
+``begin_episodes`` resets exactly the envs it names). Algorithms that take recurrent backbones
+run them with ``lstm``/``gru`` too. Settings are small so that the whole file stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 
 from rlkit.testing import (
     check_determinism,
+    check_episode_starts,
     check_exact_resume,
     check_save_load,
     check_smoke,
@@ -40,6 +43,17 @@ CASES: dict[tuple[str, str], dict[str, Any]] = {
                              "params": {"learning_starts": 64, "train_freq": 16,
                                         "gradient_steps": 4, "batch_size": 32,
                                         "target_update_interval": 50, "buffer_size": 500}},
+    ("ppo", "lstm"): {"env_id": "rlkit/CartPoleNoVel-v1", "steps": 256,
+                     "backbone": {"name": "lstm", "hidden_size": 16,
+                                  "encoder": {"name": "mlp", "hidden_sizes": [16]}},
+                     "params": {"n_steps": 16, "seq_len": 8, "batch_size": 16, "n_epochs": 2}},
+    ("ppo", "gru-shared-gymnasium"): {
+        "env_id": "Pendulum-v1", "steps": 256, "backbone": {"name": "gru", "hidden_size": 16},
+        "params": {"n_steps": 16, "batch_size": 32, "n_epochs": 2, "share_backbone": True}},
+    ("ppo", "lstm-cnn"): {"env_id": "rlkit/Breakout-v0", "steps": 128,
+                         "backbone": {"name": "lstm", "hidden_size": 16, "encoder": MINATAR_CNN},
+                         "params": {"n_steps": 16, "seq_len": 4, "batch_size": 16,
+                                    "n_epochs": 1}},
     ("qlearning", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
     ("sarsa", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
 }
@@ -73,3 +87,8 @@ def test_same_seed_same_result(case, plugins, tmp_path):
 @pytest.mark.slow
 def test_exact_resume(case, plugins, tmp_path):
     check_exact_resume(case, plugins, tmp_path)
+
+
+@pytest.mark.slow
+def test_episode_starts(case, plugins):
+    check_episode_starts(case, plugins)
