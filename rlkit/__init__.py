@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Plugins", "Trainer", "Transition", "__version__", "hookimpl", "load_agent",
-           "load_experiment"]
+__all__ = ["Plugins", "Trainer", "Transition", "__version__", "begin_episodes", "hookimpl",
+           "load_agent", "load_experiment", "separate_state"]
 
 if TYPE_CHECKING:
     from rlkit.config import load_experiment
     from rlkit.hookspecs import hookimpl
-    from rlkit.interfaces import Transition
+    from rlkit.interfaces import Transition, begin_episodes, separate_state
     from rlkit.loop import Trainer, load_agent
     from rlkit.plugins import Plugins
 
@@ -30,6 +30,8 @@ _LAZY = {
     "Plugins": "rlkit.plugins",
     "Trainer": "rlkit.loop",
     "Transition": "rlkit.interfaces",
+    "begin_episodes": "rlkit.interfaces",
+    "separate_state": "rlkit.interfaces",
     "hookimpl": "rlkit.hookspecs",
     "load_agent": "rlkit.loop",
     "load_experiment": "rlkit.config",
