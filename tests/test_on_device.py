@@ -10,6 +10,7 @@ import torch
 
 from rlkit import load_experiment
 from rlkit.environments import TorchVectorEnv
+from rlkit.interfaces import Transition
 from rlkit.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +74,36 @@ def test_frame_stacking_makes_cartpole_without_velocities_learnable(plugins, tmp
         f"run.dir={tmp_path}"])
     summary = Trainer(exp, plugins, run_dir=tmp_path / "run", progress=False).run()
     assert summary["final_eval_return_mean"] >= 450, summary
+
+
+@needs_cuda
+def test_recurrent_ppo_on_cuda_keeps_memory_and_sequences_on_the_gpu(plugins, tmp_path):
+    """PPO + LSTM with 1,024 torch-native envs on the GPU: the per-env state, the stored
+    sequence states and the buffer stay on the device, and the first replay of a rollout
+    reproduces the log-probabilities computed while acting."""
+    exp = load_experiment(ROOT / "experiments" / "cartpole_gpu.yaml", plugins, [
+        "train.device=cuda", "train.total_steps=65536", "env.id=rlkit/CartPoleNoVel-v1",
+        "env.num_envs=1024", "algorithm.n_steps=16", "algorithm.seq_len=8",
+        "algorithm.batch_size=4096", "eval.every=32768", "eval.episodes=8",
+        "backbone={name: lstm, hidden_size: 32, encoder: {name: mlp, hidden_sizes: [32]}}",
+        f"run.dir={tmp_path}"])
+    trainer = Trainer(exp, plugins, run_dir=tmp_path / "run", progress=False)
+    summary = trainer.run()
+    assert summary["status"] in ("finished", "target_reached"), summary
+    agent = trainer.agent
+    assert agent.memory.state.is_cuda and agent.memory.state.shape[0] == 1024
+    assert agent.buffer.state.is_cuda and agent.buffer.episode_start.is_cuda
+    obs = trainer.obs
+    for _ in range(16):  # fill one rollout, without learning from it
+        action = agent.act(obs)
+        step = trainer.env.step(action)
+        agent.observe(Transition(obs, action, step.reward, step.next_obs, step.terminated,
+                                 step.truncated, step.valid))
+        obs = step.obs
+    assert agent.buffer.full
+    with torch.no_grad():
+        for seq in agent.buffer.sequences(4096, torch.Generator(device="cuda").manual_seed(0)):
+            out, values, _ = agent.model.sequence(seq.obs, seq.state, seq.starts)
+            log_prob, _ = agent.model.log_prob_entropy(out, seq.action)
+            torch.testing.assert_close(log_prob, seq.log_prob, rtol=0, atol=1e-4)
+            torch.testing.assert_close(values, seq.value, rtol=0, atol=1e-4)

@@ -293,3 +293,14 @@ def test_recurrent_ppo_solves_cartpole_without_velocities_from_one_frame(plugins
     summary = Trainer(exp, plugins, run_dir=tmp_path / "run", progress=False).run()
     assert summary["status"] == "target_reached", summary
     assert summary["final_eval_return_mean"] >= 450
+
+
+def test_acting_on_another_batch_size_says_how(plugins, tmp_path):
+    exp = experiment(plugins, tmp_path)
+    env = make_env(env_options(exp))
+    agent, _ = build_agent(exp, plugins, _spec(env), torch.device("cpu"))
+    one = env.reset(seed=0)[:1]
+    with pytest.raises(ValueError, match=r"separate_state\(agent, num_envs=1\)"):
+        agent.act(one, explore=False)
+    with agent.separate_state(1):
+        assert agent.act(one, explore=False).shape == (1,)

@@ -265,6 +265,12 @@ class PPO:
 
     def _act_recurrent(self, obs: Tensor, explore: bool, memory: RecurrentMemory) -> Tensor:
         state = memory.state
+        if obs.shape[0] != state.shape[0]:
+            raise ValueError(
+                f"ppo: act() got a batch of {obs.shape[0]} observations, but this agent keeps "
+                f"recurrent state for {state.shape[0]} environments; act on all of them, or "
+                f"inside `with rlkit.separate_state(agent, num_envs={obs.shape[0]}):` for "
+                f"{obs.shape[0]} other environments")
         out, value, new_state = self.model.step(obs, state)
         starts = memory.take_starts()
         memory.state = new_state
