@@ -25,6 +25,7 @@ from rlkit.validation import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from rlkit.loop import Trainer
     from rlkit.plugins import Plugins, Provider
 
 # What a user can fix: printed as one line, exit status 2. Nothing here imports torch, so
@@ -166,27 +167,43 @@ def _run_train(args: argparse.Namespace, plugins: Plugins) -> int:
         if args.device is not None:
             overrides.append(f"train.device={args.device}")
         experiment = load_experiment(args.config, plugins, overrides)
-        trainer = Trainer(experiment, plugins, run_dir=args.run_dir,
-                          progress=not args.no_progress)
+        try:
+            trainer = Trainer(experiment, plugins, run_dir=args.run_dir,
+                              progress=not args.no_progress)
+        except ConfigError as exc:  # building the env: name the file (or --set) and the key
+            raise experiment.locate(exc, key=exc.key or "env") from None
+    trust = _trust_flag(trainer)
     try:
         summary = trainer.run()
     except BaseException as exc:
         if trainer.error is None:  # nothing was saved or described: not a crash of the run
             raise
-        return _report_crash(trainer.error, trainer.run_dir, trainer.checkpoint_step, exc)
-    print_summary(summary, plot=_plot(trainer.run_dir))
+        return _report_crash(trainer.error, trainer.run_dir, trainer.checkpoint_step, exc,
+                             trust=trust)
+    print_summary(summary, plot=_plot(trainer.run_dir), trust_config=bool(trust))
     if summary["status"] == "interrupted":
-        print(f"Interrupted; resume with: rlkit train --resume {summary['run_dir']}",
+        print(f"Interrupted; resume with: rlkit train --resume {summary['run_dir']}{trust}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if summary["status"] == "non_finite" else 0
 
 
+def _trust_flag(trainer: Trainer) -> str:
+    """`` --trust-config`` where the run's config imports modules or uses wrappers that
+    neither gymnasium nor a plugin provides: the commands that load the run again need it."""
+    from rlkit.environments import untrusted_code
+    from rlkit.loop import env_options
+
+    found = untrusted_code(env_options(trainer.experiment), trainer.plugins.wrappers)
+    return " --trust-config" if found else ""
+
+
 def _report_crash(error: str, run_dir: Path, checkpoint_step: int | None,
-                  exc: BaseException) -> int:
+                  exc: BaseException, *, trust: str = "") -> int:
     """One line for a run that ended with an exception (its checkpoint and summary.json are
-    written): what happened, what was saved and the command that continues; the exit status
-    is 130 for Ctrl-C, 2 for the errors a user fixes (a full disk, a plugin), 1 otherwise."""
+    written): what happened, what was saved and the command that continues (with ``trust``,
+    `` --trust-config`` where the run needs it); the exit status is 130 for Ctrl-C, 2 for the
+    errors a user fixes (a full disk, a plugin), 1 otherwise."""
     from rlkit.failures import DiskFullError
 
     if not isinstance(exc, DiskFullError):  # with the disk full, drawing fails too
@@ -195,7 +212,7 @@ def _report_crash(error: str, run_dir: Path, checkpoint_step: int | None,
     line = f"rlkit: {'interrupted' if interrupted else 'error'}: {error}"
     if checkpoint_step is not None:
         fix = "" if interrupted else "after fixing the cause, "
-        line += f"; {fix}continue with: rlkit train --resume {run_dir}"
+        line += f"; {fix}continue with: rlkit train --resume {run_dir}{trust}"
     print(line, file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED

@@ -52,6 +52,7 @@ from gymnasium.vector.async_vector_env import AsyncState
 from torch import Tensor
 
 from rlkit import snapshot
+from rlkit.buffers import allocation_failure, check_allocation
 from rlkit.errors import RunError
 from rlkit.validation import ConfigError, suggest
 
@@ -134,7 +135,7 @@ class TorchVectorEnv:
         self.autoreset_mode = AutoresetMode(mode) if not isinstance(mode, AutoresetMode) else mode
         if self.autoreset_mode == AutoresetMode.DISABLED:
             raise ConfigError("env: autoreset mode 'disabled' is not supported; use same_step "
-                              "or next_step.")
+                              "or next_step.", key="env")
         self._prev_done = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._obs_dtype = _torch_dtype(self.single_observation_space)
         self._discrete_actions = isinstance(self.single_action_space, gym.spaces.Discrete)
@@ -297,18 +298,24 @@ def _torch_dtype(space: gym.Space[Any]) -> torch.dtype:
 
 
 def make_env(
-    options: EnvOptions, *, device: torch.device | str = "cpu", num_envs: int | None = None
+    options: EnvOptions, *, device: torch.device | str = "cpu", num_envs: int | None = None,
+    size_key: str | None = None,
 ) -> TorchVectorEnv:
     """Build ``options.id`` as a batched env adapted to torch tensors on ``device``.
 
-    Errors name the YAML key (``env.id``, ``env.wrappers[0].name``, ...) and what to do.
+    Errors name the YAML key (``env.id``, ``env.wrappers[0].name``, ...) and what to do. A
+    number of envs that cannot fit in memory is refused before they are built.
+
+    :param num_envs: build this many envs instead of ``options.num_envs`` (evaluation envs).
+    :param size_key: the setting that chose the number of envs, for errors (default:
+        ``env.num_envs``, or ``eval.num_envs`` when ``num_envs`` is given).
     """
     for module in options.imports:
         try:
             importlib.import_module(module)
         except Exception as exc:
             raise ConfigError(f"env.imports: cannot import {module!r}: {exc}. Is the package "
-                              f"that provides it installed?") from None
+                              f"that provides it installed?", key="env.imports") from None
     _check_env_id(options.id)
     n = num_envs if num_envs is not None else options.num_envs
     kwargs = dict(options.kwargs or {})
@@ -319,6 +326,8 @@ def make_env(
         vectorization = "vector_entry_point" if batched else "sync"
     if vectorization == "vector_entry_point" and native:
         kwargs.setdefault("device", str(device))  # the env's state lives with the agent
+    size_key = size_key or ("env.num_envs" if num_envs is None else "eval.num_envs")
+    _check_env_count(options.id, n, vectorization, size_key)
     wrappers = [
         functools.partial(_resolve_wrapper(name, i), **wkwargs)
         for i, (name, wkwargs) in enumerate(options.wrappers)
@@ -327,7 +336,8 @@ def make_env(
         if vectorization == "vector_entry_point":
             if wrappers:
                 raise ConfigError("env.wrappers: wrappers apply to single envs and cannot be "
-                                  "used with vectorization: vector_entry_point; use sync.")
+                                  "used with vectorization: vector_entry_point; use sync.",
+                                  key="env.wrappers")
             env = gym.make_vec(options.id, num_envs=n, vectorization_mode="vector_entry_point",
                                **kwargs)
         else:
@@ -339,9 +349,42 @@ def make_env(
     except ConfigError:
         raise
     except Exception as exc:
+        asked = allocation_failure(exc)
+        if asked is not None:  # e.g. a torch-native env's state for too many envs
+            tried = asked or _numpy_allocation(exc)
+            raise ConfigError(
+                f"{size_key}: {n:,} envs of {options.id!r} do not fit in memory (allocating "
+                f"{tried or 'their state'} failed); lower {size_key.rpartition('.')[2]}.",
+                key=size_key) from None
         raise _make_error(options.id, kwargs, vectorization, exc) from None
     timeout = options.step_timeout if vectorization == "async" else None
     return TorchVectorEnv(env, device, step_timeout=timeout)
+
+
+# What each env that gymnasium vectorizes costs at least: a Python env object (sync; CartPole-v1
+# takes about 4 KiB, FrozenLake-v1 about 24 KiB) or a worker process (async; about 4 MiB of
+# private memory for a forked CartPole-v1 worker).
+_MIN_BYTES_PER_ENV = {"sync": 2 * 1024, "async": 2 * 1024 * 1024}
+
+
+def _check_env_count(env_id: str, n: int, vectorization: str, key: str) -> None:
+    """Refuse, before building anything, more envs than memory can hold: gymnasium builds them
+    one by one in a Python loop, so too many would run for hours before failing."""
+    per_env = _MIN_BYTES_PER_ENV.get(vectorization)
+    if per_env is None:  # a batched env allocates its state at once, and fails at once
+        return
+    what = "worker process" if vectorization == "async" else "Python env"
+    check_allocation(
+        n * per_env, key=key, device="cpu",
+        what=f"{n:,} envs of {env_id!r} (vectorization: {vectorization}; one {what} each, "
+             f"at least {per_env // 1024:,} KiB)",
+        advice=f"lower {key.rpartition('.')[2]}")
+
+
+def _numpy_allocation(exc: BaseException) -> str:
+    """The size in numpy's ``Unable to allocate 1.46 TiB for an array ...``, or ``""``."""
+    found = re.search(r"allocate ([\d.]+ [KMGTPE]?i?B)\b", str(exc))
+    return found.group(1) if found else ""
 
 
 def _make_error(env_id: str, kwargs: dict[str, Any], vectorization: str,
@@ -364,12 +407,13 @@ def _make_error(env_id: str, kwargs: dict[str, Any], vectorization: str,
                         "env.wrappers.")
         elif accepted:
             message += f" It takes: {', '.join(accepted)}."
-        return ConfigError(message)
+        return ConfigError(message, key=f"env.kwargs.{key}")
     if batched and spec.vector_entry_point is None:
         return ConfigError(f"env.vectorization: {env_id!r} has no batched implementation "
-                           f"(vector_entry_point); use vectorization: sync.")
+                           f"(vector_entry_point); use vectorization: sync.",
+                           key="env.vectorization")
     return ConfigError(f"env: cannot make {env_id!r} with kwargs {kwargs}: "
-                       f"{type(exc).__name__}: {exc}")
+                       f"{type(exc).__name__}: {exc}", key="env")
 
 
 def _load_creator(entry: Any) -> Any:
@@ -418,7 +462,8 @@ def _check_env_id(env_id: str) -> None:
         try:
             importlib.import_module(module)
         except Exception as exc:
-            raise ConfigError(f"env.id: cannot import {module!r} for {env_id!r}: {exc}.") from None
+            raise ConfigError(f"env.id: cannot import {module!r} for {env_id!r}: {exc}.",
+                              key="env.id") from None
         return
     if env_id in gym.registry:
         return
@@ -426,7 +471,7 @@ def _check_env_id(env_id: str) -> None:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(
         f"env.id: unknown environment {env_id!r}.{hint} Use a gymnasium id, 'module:EnvId', "
-        f"or list the module that registers it under env.imports."
+        f"or list the module that registers it under env.imports.", key="env.id"
     )
 
 
@@ -447,12 +492,12 @@ def _resolve_wrapper(name: str, index: int) -> type[gym.Wrapper[Any, Any, Any, A
             hint = f" Did you mean {guess!r}?" if guess else ""
         raise ConfigError(f"{key}: cannot find wrapper {name!r} ({type(exc).__name__}: {exc})."
                           f"{hint} Use 'package.module.Class', 'package.module:Class' or the "
-                          f"name of a gymnasium wrapper such as ClipReward.") from None
+                          f"name of a gymnasium wrapper such as ClipReward.", key=key) from None
     if not _is_wrapper_class(obj):
         what = f"the class {obj.__name__}" if isinstance(obj, type) else (
             f"a {type(obj).__name__}")
         raise ConfigError(f"{key}: {name!r} is {what}, not a gymnasium wrapper (a subclass of "
-                          f"gymnasium.Wrapper); only wrapper classes can be used here.")
+                          f"gymnasium.Wrapper); only wrapper classes can be used here.", key=key)
     return obj
 
 

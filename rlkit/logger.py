@@ -281,14 +281,17 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
 
 
 def print_summary(summary: Mapping[str, Any], console: Console | None = None, *,
-                  plot: Path | None = None) -> None:
+                  plot: Path | None = None, trust_config: bool = False) -> None:
+    """The summary table, then the commands that go on from the run (with ``--trust-config``
+    where loading the run needs it)."""
     console = console or Console(file=sys.stdout)
     console.print(summary_table(summary))
     if plot is not None:
         console.print(f"curves: {plot}", soft_wrap=True, markup=False, highlight=False)
     run_dir = summary.get("run_dir")
     if run_dir:  # whole, unwrapped lines that can be copied
-        console.print(f"next: rlkit eval {run_dir}", soft_wrap=True, markup=False,
+        trust = " --trust-config" if trust_config else ""
+        console.print(f"next: rlkit eval {run_dir}{trust}", soft_wrap=True, markup=False,
                       highlight=False)
         console.print(f"      tensorboard --logdir {run_dir}", soft_wrap=True, markup=False,
                       highlight=False)

@@ -46,7 +46,13 @@ from rlkit import checkpoint as ckpt
 from rlkit import seeding
 from rlkit.buffers import allocation_failure
 from rlkit.config import Experiment, resolve
-from rlkit.environments import EnvOptions, TorchVectorEnv, make_env, refuse_untrusted
+from rlkit.environments import (
+    EnvOptions,
+    TorchVectorEnv,
+    make_env,
+    refuse_untrusted,
+    untrusted_code,
+)
 from rlkit.errors import RunError
 from rlkit.evaluation import evaluate
 from rlkit.failures import (
@@ -273,7 +279,11 @@ class Trainer:
                        action_space=self.env.single_action_space, num_envs=self.env.num_envs)
         self.agent, self.exploration = build_agent(experiment, plugins, spec, self.device,
                                                    self.nan_check)
-        self._eval_env: TorchVectorEnv | None = None
+        # built now, so that an evaluation env count that cannot be built is refused before
+        # training (naming eval.num_envs), not at the first evaluation
+        self._eval_env: TorchVectorEnv = make_env(
+            env_options(experiment, for_eval=True), device=self.device,
+            num_envs=experiment.eval.num_envs or min(experiment.eval.episodes, 32))
         self.stats = EpisodeStats(self.env.num_envs, self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(experiment)
         self.progress = progress
@@ -329,7 +339,11 @@ class Trainer:
         experiment = _stored_experiment(data, plugins, path)
         if not trust_config:
             refuse_untrusted(env_options(experiment), plugins.wrappers, source=str(path))
-        trainer = cls(experiment, plugins, run_dir=run_dir, progress=progress, _resuming=True)
+        try:
+            trainer = cls(experiment, plugins, run_dir=run_dir, progress=progress,
+                          _resuming=True)
+        except ConfigError as exc:  # building from the stored config: name the checkpoint
+            raise experiment.locate(exc, key=exc.key or "env") from None
         trainer._load(state, path)
         return trainer
 
@@ -379,11 +393,13 @@ class Trainer:
         if status not in ("finished", "target_reached") or not isinstance(steps, int) or (
                 steps < total):
             return
+        trust = (" --trust-config" if untrusted_code(env_options(self.experiment),
+                                                     self.plugins.wrappers) else "")
         raise RunError(
             f"{path}: this run already finished: it spent its whole budget of {total:,} env "
             f"steps (train.total_steps). To train longer, start a new run from its config with "
             f"a larger budget (rlkit train {run / 'config.yaml'} --set "
-            f"train.total_steps={2 * total}); to measure this one: rlkit eval {run}.")
+            f"train.total_steps={2 * total}); to measure this one: rlkit eval {run}{trust}.")
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -635,10 +651,6 @@ class Trainer:
 
     def _evaluate(self, logger: RunLogger) -> EvalResult:
         exp = self.experiment
-        if self._eval_env is None:
-            n = exp.eval.num_envs or min(exp.eval.episodes, 32)
-            self._eval_env = make_env(env_options(exp, for_eval=True), device=self.device,
-                                      num_envs=n)
         seed = exp.train.seed * 7919 + 1_000_003 + self.evaluations
         result = evaluate(self.agent, self._eval_env, episodes=exp.eval.episodes, seed=seed,
                           deterministic=exp.eval.deterministic)

@@ -435,7 +435,7 @@ def test_build_errors_carry_file_and_key_and_suggest_installed_algorithms(tmp_pa
         build(experiment, plugins, BOX_OBS, gym.spaces.Box(-2.0, 2.0, (1,)))
     msg = str(info.value)
     assert msg.startswith(f"{f}: algorithm.name: 'dqn' needs a discrete action space")
-    assert "try ppo instead" in msg and "ddpg" not in msg  # ddpg is not installed
+    assert "try ppo or ddpg instead" in msg  # both installed, both take Box actions
     experiment = load_experiment(f, plugins, ["algorithm.name=qlearning"])
     with pytest.raises(ConfigError, match=r"^--set algorithm.name=qlearning: algorithm.name: "
                                           r"'qlearning' .* dqn or ppo instead"):
@@ -527,3 +527,61 @@ def test_cli_reports_set_errors_as_the_set_in_one_line(tmp_path: Path, plugins, 
     err = capsys.readouterr().err
     assert err.startswith("rlkit: error: --set algorithm.lerning_rate=1e-3: ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("text", "set_", "start"), [
+    ("env: {id: CartPole-v1, kwargs: {foo: 1}}", None, "{f}: env.kwargs.foo: "),
+    ("env: {id: CartPole-v1}", "env.kwargs.foo=1", "--set env.kwargs.foo=1: env.kwargs.foo: "),
+    ("env: {id: CartPole-v1, wrappers: [{name: Nope}]}", None, "{f}: env.wrappers[0].name: "),
+])
+def test_env_build_errors_carry_the_file_or_the_set_and_the_key(tmp_path, plugins, capsys,
+                                                                text, set_, start):
+    from rlkit.cli import main
+
+    f = write(tmp_path, f"algorithm: {{name: ppo}}\n{text}\ntrain: {{total_steps: 100}}\n")
+    args = ["train", str(f), "--run-dir", str(tmp_path / "run")]
+    assert main(args + (["--set", set_] if set_ else []), plugins=plugins) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlkit: error: " + start.format(f=f)), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("env_id", "vectorization", "n", "memory"), [
+    ("CartPole-v1", "sync", 10**11, "would need 186.3 TiB of memory"),  # gymnasium's loop
+    ("CartPole-v1", "async", 10**11, "would need 186.3 PiB of memory"),  # a process per env
+    # the batched state of 10**14 envs is more than a 64-bit address space maps
+    ("rlkit/CartPole-v1", "auto", 10**14, "do not fit in memory (allocating "),
+])
+def test_too_many_envs_are_refused_at_once_naming_the_file_and_the_key(tmp_path, plugins, capsys,
+                                                                       env_id, vectorization,
+                                                                       n, memory):
+    from rlkit.cli import main
+
+    f = write(tmp_path, f"algorithm: {{name: ppo}}\nenv: {{id: {env_id}, num_envs: {n}, "
+                        f"vectorization: {vectorization}}}\ntrain: {{total_steps: 100}}\n")
+    start = time.perf_counter()
+    assert main(["train", str(f), "--run-dir", str(tmp_path / "run")], plugins=plugins) == 2
+    assert time.perf_counter() - start < 5.0  # gymnasium would build envs one by one for hours
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlkit: error: {f}: env.num_envs: {n:,} envs of "), err
+    assert memory in err and "lower num_envs" in err and err.count("\n") == 1
+
+
+def test_an_evaluation_env_count_that_cannot_fit_names_its_key():
+    from rlkit.environments import EnvOptions, make_env
+
+    with pytest.raises(ConfigError, match=r"^eval.num_envs: 100,000,000,000 envs of "):
+        make_env(EnvOptions(id="CartPole-v1", num_envs=2, vectorization="sync"),
+                 num_envs=10**11)
+
+
+def test_an_evaluation_env_count_that_cannot_fit_is_refused_before_training(tmp_path, plugins,
+                                                                            capsys):
+    from rlkit.cli import main
+
+    f = write(tmp_path, "algorithm: {name: ppo}\nenv: {id: CartPole-v1}\n"
+                        "train: {total_steps: 100}\neval: {num_envs: 100000000000}\n")
+    assert main(["train", str(f), "--run-dir", str(tmp_path / "run")], plugins=plugins) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlkit: error: {f}: eval.num_envs: 100,000,000,000 envs of "), err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained

@@ -3,14 +3,16 @@ exit status 2 -- never a traceback, never a hang.
 
 Files are generated from the shipped experiments/*.yaml: keys dropped, renamed or given values of
 the wrong type, integers beyond 64 bits, bytes and re-encodings, deep nesting, duplicated lines,
-alias bombs, and random text. Nothing trains: the trainer is replaced by a stand-in that stops at
-the first thing the command would build, so a file that validates ends the example there.
+alias bombs, and random text. Nothing trains: a file that validates is built (env, agent,
+buffers, run directory) as ``rlkit train`` would build it, and the example ends where training
+would start -- so errors raised while building are held to the same property.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import signal
 import string
 from collections.abc import Iterator
@@ -33,15 +35,13 @@ FUZZ = settings(max_examples=120, deadline=3000, derandomize=True, database=None
 
 
 class Validated(Exception):
-    """The file validated: the command got as far as building the run."""
+    """The file validated and its run was built: the command got as far as training."""
 
 
-class NoTraining:
-    """Stands in for :class:`rlkit.loop.Trainer`: records that validation passed, trains
-    nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise Validated
+def no_training(self: Any, max_steps: int | None = None) -> dict[str, Any]:
+    """Stands in for :meth:`rlkit.loop.Trainer.run`: the run is built, nothing trains."""
+    self.env.close()
+    raise Validated
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_training() -> Iterator[None]:
+def build_only() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("rlkit.loop.Trainer", NoTraining)
+        mp.setattr("rlkit.loop.Trainer.run", no_training)
         yield
 
 
@@ -79,10 +79,12 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def check_train(content: bytes, workdir: Path, plugins: Any) -> None:
-    """Run ``rlkit train`` on ``content``; it validates, or fails with one error line, exit 2."""
+def check_train(content: bytes, workdir: Path, plugins: Any, *, may_build: bool = True) -> None:
+    """Run ``rlkit train`` on ``content``; it is built (where ``may_build``), or fails with one
+    error line, exit 2."""
     path = workdir / "fuzzed.yaml"
     path.write_bytes(content)
+    shutil.rmtree(workdir / "run", ignore_errors=True)
     err = io.StringIO()
     try:
         with time_limit(10), contextlib.redirect_stderr(err), \
@@ -90,6 +92,7 @@ def check_train(content: bytes, workdir: Path, plugins: Any) -> None:
             status = main(["train", str(path), "--no-progress", "--run-dir",
                            str(workdir / "run")], plugins=plugins)
     except Validated:
+        assert may_build, f"built a run from {content.decode()!r}"
         return
     lines = err.getvalue().splitlines()
     errors = [line for line in lines if line.startswith("rlkit: error: ")]
@@ -213,6 +216,29 @@ def mutated_text(draw: st.DrawFn) -> bytes:
     return "".join(lines).encode()
 
 
+SIZE_KEYS = [("env", "num_envs"), ("algorithm", "n_steps"), ("algorithm", "buffer_size"),
+             ("backbone", "hidden_sizes"), ("backbone", "channels")]
+
+
+@st.composite
+def oversized(draw: st.DrawFn) -> bytes:
+    """A shipped experiment with one size set far beyond any machine's memory (but within 64
+    bits): each must be refused before anything that large is built or allocated."""
+    import copy
+
+    data = copy.deepcopy(draw(st.sampled_from(DATA)))
+    present = [(s, k) for s, k in SIZE_KEYS if k in data.get(s, {})] or [("env", "num_envs")]
+    section, key = draw(st.sampled_from(present))
+    # up to 2**62: a network that large overflows torch's 64-bit size arithmetic, which is
+    # reported like any allocation failure
+    size = draw(st.integers(min_value=2**40, max_value=2**62))
+    if isinstance(data[section].get(key), list):
+        data[section][key] = [*data[section][key][:-1], size]
+    else:
+        data[section][key] = size
+    return yaml.safe_dump(data).encode()
+
+
 # --- the properties ---------------------------------------------------------------------------
 
 
@@ -226,6 +252,20 @@ def test_experiments_with_wrong_keys_and_values_fail_cleanly(content, workdir, p
 @given(content=mutated_text())
 def test_experiments_with_broken_text_fail_cleanly(content, workdir, plugins):
     check_train(content, workdir, plugins)
+
+
+@settings(FUZZ, max_examples=40)
+@given(content=oversized())
+def test_experiments_with_sizes_beyond_memory_fail_cleanly_before_allocating(content, workdir,
+                                                                           plugins):
+    check_train(content, workdir, plugins, may_build=False)
+
+
+@pytest.mark.parametrize("name", ["cartpole", "breakout_ppo"])
+def test_a_network_whose_size_overflows_64_bits_fails_cleanly(name, workdir, plugins):
+    data = yaml.safe_load((EXPERIMENTS[0].parent / f"{name}.yaml").read_text())
+    data["backbone"]["hidden_sizes"] = [2**62]
+    check_train(yaml.safe_dump(data).encode(), workdir, plugins, may_build=False)
 
 
 @settings(FUZZ, max_examples=60)

@@ -327,3 +327,55 @@ def test_trust_config_goes_with_resume_only(plugins, capsys, tmp_path):
     config.write_text(yaml.safe_dump(EXPERIMENT))
     code, err = cli(["train", str(config), "--trust-config"], plugins, capsys)
     assert code == 2 and "--trust-config goes with --resume" in one_line_error(err)
+
+
+# --- the commands printed for one's own run that needs consent carry --trust-config -----------
+
+FAILING_WRAPPER_SOURCE = '''
+import gymnasium as gym
+
+
+class FailsAt(gym.Wrapper):
+    """Raises once the env has taken ``at`` steps (``at=None``: never)."""
+
+    def __init__(self, env, at=None):
+        super().__init__(env)
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.at is not None and self.steps > self.at:
+            raise RuntimeError("the simulator lost its state")
+        return super().step(action)
+'''
+
+
+@pytest.mark.parametrize("at", [None, 40], ids=["finished", "crashed"])
+def test_commands_printed_for_a_run_that_needs_consent_pass_trust_config(plugins, capsys,
+                                                                        tmp_path, modules, at):
+    name = modules(FAILING_WRAPPER_SOURCE)
+    config = tmp_path / "exp.yaml"
+    run = tmp_path / "run"
+    config.write_text(yaml.safe_dump({**EXPERIMENT, "env": {
+        "id": "CartPole-v1", "num_envs": 2,
+        "wrappers": [{"name": f"{name}:FailsAt", "kwargs": {"at": at}}]}}))
+    code = main(["train", str(config), "--run-dir", str(run), "--no-progress"], plugins=plugins)
+    out, err = capsys.readouterr()
+    if at is None:  # the summary's next step, and the refusal of a finished run
+        assert code == 0 and f"next: rlkit eval {run} --trust-config\n" in out, out
+        code, err = cli(["train", "--resume", str(run), "--trust-config"], plugins, capsys)
+        assert code == 2 and one_line_error(err).endswith(f"rlkit eval {run} --trust-config.")
+    else:  # the command that continues a crashed run
+        assert code == 1
+        assert one_line_error(err).endswith(f"continue with: rlkit train --resume {run} "
+                                            f"--trust-config"), err
+
+
+def test_commands_printed_for_a_run_that_needs_no_consent_do_not_ask_for_it(plugins, capsys,
+                                                                           tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(EXPERIMENT))
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"],
+                plugins=plugins) == 0
+    out = capsys.readouterr().out
+    assert f"next: rlkit eval {tmp_path / 'run'}\n" in out and "--trust-config" not in out
