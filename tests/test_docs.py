@@ -36,7 +36,8 @@ def test_every_section_key_is_in_the_guide(section):
 def test_every_builtin_plugin_key_is_in_the_guide(plugins):
     headings = {"qlearning": "algorithm: qlearning and sarsa",
                 "sarsa": "algorithm: qlearning and sarsa",
-                "lstm": "backbone: lstm and gru", "gru": "backbone: lstm and gru"}
+                "lstm": "backbone: lstm and gru", "gru": "backbone: lstm and gru",
+                "ddpg": "algorithm: ddpg and td3", "td3": "algorithm: ddpg and td3"}
     for kind, table in (("algorithm", plugins.algorithms), ("backbone", plugins.backbones),
                         ("exploration", plugins.exploration)):
         for name, (spec, provider) in table.items():

@@ -20,6 +20,12 @@ def register_algorithms(register: Callable[..., None]) -> None:
     register("dqn", "rlkit.algorithms.dqn:DQNConfig", "rlkit.algorithms.dqn:build_dqn",
              description="Deep Q-Network with a replay buffer, a target network and "
                          "epsilon-greedy exploration.")
+    register("ddpg", "rlkit.algorithms.ddpg:DDPGConfig", "rlkit.algorithms.ddpg:build_ddpg",
+             description="Deep Deterministic Policy Gradient: a deterministic actor and a Q "
+                         "critic, off-policy.")
+    register("td3", "rlkit.algorithms.ddpg:TD3Config", "rlkit.algorithms.ddpg:build_ddpg",
+             description="Twin Delayed DDPG: clipped double-Q, delayed policy updates, target "
+                         "policy smoothing.")
     register("qlearning", "rlkit.algorithms.tabular:QLearningConfig",
              "rlkit.algorithms.tabular:build_qlearning",
              description="Tabular Q-learning: off-policy one-step TD control (discrete "

@@ -1,17 +1,11 @@
-"""Built-in exploration controllers (a default plugin, registered like any other).
-
-An exploration controller gives the current exploration level -- epsilon for DQN and the
-tabular methods, noise scale for deterministic policies -- and is told the returns of finished
-episodes. ``schedule`` follows a fixed schedule over training progress.
-"""
+"""``schedule``: an exploration level that follows a fixed schedule over training progress."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rlkit.hookspecs import hookimpl
 from rlkit.schedules import Schedule, Scheduled, value_at
 from rlkit.validation import param
 
@@ -52,10 +46,5 @@ def linear(start: float, end: float, fraction: float = 1.0) -> Schedule:
     return Schedule(kind="linear", start=start, end=end, fraction=fraction)
 
 
-def _build_schedule(params: ScheduleExplorationConfig, total_steps: int) -> ScheduleExploration:
+def build_schedule(params: ScheduleExplorationConfig, total_steps: int) -> ScheduleExploration:
     return ScheduleExploration(params.value, total_steps)
-
-
-@hookimpl
-def register_exploration(register: Callable[..., None]) -> None:
-    register("schedule", ScheduleExplorationConfig, _build_schedule)
