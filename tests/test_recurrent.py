@@ -304,3 +304,33 @@ def test_acting_on_another_batch_size_says_how(plugins, tmp_path):
         agent.act(one, explore=False)
     with agent.separate_state(1):
         assert agent.act(one, explore=False).shape == (1,)
+
+
+@pytest.mark.parametrize("when", ["after observe", "between act and observe"])
+def test_an_episode_started_by_the_loop_owner_is_cut_like_a_truncation(plugins, tmp_path, when):
+    """begin_episodes during training: the return of the env's running episode stops at its
+    last transition and bootstraps from V(next_obs) under the state that episode reached."""
+    exp = experiment(plugins, tmp_path, n_steps=32)
+    env = make_env(env_options(exp))
+    agent, _ = build_agent(exp, plugins, _spec(env), torch.device("cpu"))
+    obs = drive(agent, env, env.reset(seed=0), 3)
+    mask = torch.tensor([True, False])
+    action = agent.act(obs)
+    reached = agent._pending_state[2]
+    step = env.step(action)
+    if when == "between act and observe":
+        agent.begin_episodes(mask)
+    agent.observe(Transition(obs, action, step.reward, step.next_obs, step.terminated,
+                             step.truncated, step.valid))
+    if when == "after observe":
+        agent.begin_episodes(mask)
+    t = agent.buffer.step - 1
+    ended = step.terminated | step.truncated
+    if bool(ended[0]):
+        pytest.skip("env 0 ended its episode by itself at that step")
+    assert bool(agent.buffer.truncated[t, 0]) and not bool(agent.buffer.truncated[t, 1] & ~ended[1])
+    with torch.no_grad():
+        _, expected, _ = agent.model.step(step.next_obs, reached)
+    torch.testing.assert_close(agent.buffer.boot_value[t, 0], expected[0], rtol=0, atol=1e-6)
+    assert torch.all(agent.memory.state[0] == 0) and bool(agent.memory.starts[0])
+    assert bool((agent.memory.state[1] != 0).any())

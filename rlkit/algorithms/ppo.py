@@ -249,6 +249,7 @@ class PPO:
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # action, log_prob, value
         # recurrent: the state acted from, the episode starts applied, the state after acting
         self._pending_state: tuple[Tensor, Tensor, Tensor] | None = None
+        self._pending_cut: Tensor | None = None  # envs restarted between act and observe
 
     # --- ask/tell ------------------------------------------------------------------------
 
@@ -308,6 +309,9 @@ class PPO:
         state, starts, new_state = self._pending_state
         self._pending = self._pending_state = None
         truncated = transition.truncated
+        if self._pending_cut is not None:  # begin_episodes() between act and observe
+            truncated = truncated | (self._pending_cut & ~transition.terminated)
+            self._pending_cut = None
         # A truncated episode bootstraps from V(final obs) under the state it ended in. On the
         # CPU, skip the pass when nothing was truncated; on a GPU, asking would stall it.
         if self.device.type != "cpu" or bool(truncated.any()):
@@ -330,15 +334,21 @@ class PPO:
         """Reset the recurrent state of the envs in ``mask`` (``(N,)`` bool; None: all) before
         the next :meth:`act`; nothing for a feed-forward policy.
 
-        In the training stream, an env whose last observed transition had not ended its
-        episode is treated as truncated there: its return bootstraps from the value of that
-        transition's ``next_obs`` under the state it had reached.
+        In the training stream, an env whose last transition had not ended its episode is
+        treated as truncated there: its return bootstraps from the value of that transition's
+        ``next_obs`` under the state it had reached (called between ``act`` and ``observe``,
+        the transition still to be observed is the one treated so).
         """
         memory = self.memory
         if memory is None:
             return
         buf = self.buffer
-        if not memory.separated and buf.step > 0 and self._pending is None:
+        if not memory.separated and self._pending is not None:
+            # acted, not yet observed: that transition ends these episodes (see observe)
+            rows = torch.ones_like(memory.starts) if mask is None else mask.to(
+                device=memory.starts.device, dtype=torch.bool)
+            self._pending_cut = rows if self._pending_cut is None else self._pending_cut | rows
+        elif not memory.separated and buf.step > 0:
             t = buf.step - 1
             cut = ~(buf.terminated[t] | buf.truncated[t])
             if mask is not None:
@@ -499,6 +509,7 @@ class PPO:
             self.memory.load_state_dict(state["memory"])
         self._pending = None
         self._pending_state = None
+        self._pending_cut = None
 
     # --- helpers -------------------------------------------------------------------------
 
