@@ -2,12 +2,15 @@
 
 * :class:`ReplayBuffer` -- circular storage of single transitions with uniform sampling, for
   off-policy algorithms (DQN, DDPG, SAC).
+* :class:`SequenceReplayBuffer` -- time-major circular storage for recurrent off-policy
+  algorithms (recurrent DQN): each env's steps kept in order with the recurrent state the agent
+  acted from, sampled as sequences from uniformly random ``(env, start time)``.
 * :class:`RolloutBuffer` -- ``T x N`` storage of one on-policy rollout with vectorized GAE
   (:func:`rlkit.returns.gae`), for PPO and A2C; for a recurrent policy it also keeps where
   episodes began and the recurrent state at the start of every training sequence, and hands
   out whole sequences (:meth:`RolloutBuffer.sequences`).
 
-Both allocate every tensor once and write each batch of ``N`` environments into a slice, so
+All three allocate every tensor once and write each batch of ``N`` environments into a slice, so
 adding a step costs a few tensor copies and no allocation. Observations keep the dtype the
 environment adapter produces: ``int64`` for ``Discrete``/``MultiDiscrete`` spaces, ``uint8``
 for image boxes, ``float32`` for other boxes. Actions are ``int64`` ``(N,)`` for ``Discrete``
@@ -34,8 +37,9 @@ from rlkit.interfaces import Transition
 from rlkit.returns import gae
 from rlkit.validation import ConfigError
 
-__all__ = ["ReplayBatch", "ReplayBuffer", "RolloutBatch", "RolloutBuffer", "SequenceBatch",
-           "allocation_failure", "check_allocation", "storage_bytes"]
+__all__ = ["ReplayBatch", "ReplayBuffer", "ReplaySequences", "RolloutBatch", "RolloutBuffer",
+           "SequenceBatch", "SequenceReplayBuffer", "allocation_failure", "check_allocation",
+           "storage_bytes"]
 
 
 def storage_bytes(rows: int, layouts: Iterable[tuple[tuple[int, ...], torch.dtype]]) -> int:
@@ -84,6 +88,8 @@ def allocation_failure(exc: BaseException) -> str | None:
     if not isinstance(exc, (MemoryError, RuntimeError)):
         return None
     text = str(exc)
+    if "Storage size calculation overflowed" in text:  # more bytes than 64 bits can count
+        return ""
     if not (isinstance(exc, (MemoryError, torch.OutOfMemoryError))
             or "can't allocate memory" in text or "out of memory" in text):
         return None
@@ -259,6 +265,176 @@ class ReplayBuffer:
         size = int(state["size"])
         for name in self.FIELDS:
             getattr(self, name)[:size].copy_(state[name])
+        self.size, self.pos = size, int(state["pos"])
+
+
+class ReplaySequences(NamedTuple):
+    """``B`` replayed sequences of ``L`` consecutive steps of one env each: fields ``(L, B,
+    ...)``, time first, except :attr:`state`.
+
+    :param obs: observations the agent acted on.
+    :param action: actions taken.
+    :param reward: rewards, float32.
+    :param next_obs: true next observations (the final one where an episode ended).
+    :param terminated: bool, no bootstrapping from ``next_obs`` where set.
+    :param truncated: bool, the episode was cut off after this step.
+    :param valid: ``False`` for rows that only reset an env (kept for the sequence, never
+        learned from).
+    :param starts: ``True`` where the agent's state was reset before acting at that step.
+    :param state: ``(B, *state_shape)``, the recurrent state the agent acted from at each
+        sequence's first step.
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    valid: Tensor
+    starts: Tensor
+    state: Tensor
+
+
+class SequenceReplayBuffer:
+    """Time-major replay memory for recurrent off-policy agents (DRQN, R2D2), uniform over
+    ``(env, start time)`` sequences.
+
+    Every field is a ``(capacity, N, ...)`` tensor attribute, circular over time: each
+    :meth:`add` writes one step of all ``N`` environments (invalid rows too, marked so, to
+    keep every env's steps consecutive) and, once ``capacity`` steps are held, overwrites the
+    oldest. Besides the transition it keeps ``episode_start`` -- where the agent reset its
+    state before acting -- and ``state``, the recurrent state the agent acted from at every
+    step, so that a sequence may begin at any step.
+
+    :param capacity: steps kept per environment.
+    :param observation_space: the space of one environment's observation.
+    :param action_space: the space of one environment's action.
+    :param num_envs: ``N``.
+    :param state_shape: the shape of one env's recurrent state.
+    :param device: where the tensors live.
+    :param size_key: the config key that sets ``capacity``, named if it does not fit in memory.
+    :raises ConfigError: before allocating, where the buffer would not fit in the device's
+        memory.
+    """
+
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "valid",
+              "episode_start", "state")
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        num_envs: int,
+        state_shape: tuple[int, ...],
+        device: torch.device | str,
+        size_key: str = "capacity",
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        obs_shape, obs_dtype = observation_layout(observation_space)
+        act_shape, act_dtype = action_layout(action_space)
+        layouts = [(obs_shape, obs_dtype), (obs_shape, obs_dtype), (act_shape, act_dtype),
+                   ((), torch.float32), *[((), torch.bool)] * 4,
+                   (tuple(state_shape), torch.float32)]
+        check_allocation(storage_bytes(self.capacity * self.num_envs, layouts), key=size_key,
+                         device=self.device, what=f"a sequence replay buffer of "
+                         f"{self.capacity:,} steps x {self.num_envs:,} envs")
+        grid, dev = (self.capacity, self.num_envs), self.device
+        # Uninitialised, as in ReplayBuffer: a step is written before anything reads it.
+        self.obs = torch.empty((*grid, *obs_shape), dtype=obs_dtype, device=dev)
+        self.next_obs = torch.empty((*grid, *obs_shape), dtype=obs_dtype, device=dev)
+        self.action = torch.empty((*grid, *act_shape), dtype=act_dtype, device=dev)
+        self.reward = torch.empty(grid, dtype=torch.float32, device=dev)
+        self.terminated = torch.empty(grid, dtype=torch.bool, device=dev)
+        self.truncated = torch.empty(grid, dtype=torch.bool, device=dev)
+        self.valid = torch.empty(grid, dtype=torch.bool, device=dev)
+        self.episode_start = torch.empty(grid, dtype=torch.bool, device=dev)
+        self.state = torch.empty((*grid, *state_shape), dtype=torch.float32, device=dev)
+        self.pos = 0
+        """Time index the next step is written to."""
+        self.size = 0
+        """Steps held per env (at most ``capacity``)."""
+
+    def __len__(self) -> int:
+        """Transitions held, over all envs (invalid rows included)."""
+        return self.size * self.num_envs
+
+    def add(self, t: Transition, *, episode_start: Tensor, state: Tensor) -> None:
+        """Store one step of all ``N`` environments.
+
+        :param t: the transition; rows whose ``t.valid`` is ``False`` are stored as invalid.
+        :param episode_start: ``(N,)`` bool, where the agent reset its state before acting.
+        :param state: ``(N, *state_shape)``, the state the agent acted from.
+        """
+        valid = t.valid if t.valid is not None else True
+        rows = (t.obs, t.action, t.reward, t.next_obs, t.terminated, t.truncated, valid,
+                episode_start, state)
+        i = self.pos
+        for name, src in zip(self.FIELDS, rows):
+            target: Tensor = getattr(self, name)[i]
+            if isinstance(src, bool):
+                target.fill_(src)
+            else:
+                target.copy_(src)
+        self.pos = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def starts_available(self, length: int) -> int:
+        """Start times per env from which ``length`` consecutive stored steps follow."""
+        return max(self.size - length + 1, 0)
+
+    def sample(self, batch_size: int, length: int,
+               generator: torch.Generator) -> ReplaySequences:
+        """Draw ``batch_size`` sequences of ``length`` steps, uniformly over ``(env, start
+        time)``, with replacement.
+
+        A sequence lies wholly inside the stored steps (from the oldest to the newest, never
+        across the write position); it may cross episode boundaries, which
+        :attr:`ReplaySequences.starts` marks.
+
+        :param generator: the random source (on this buffer's device).
+        """
+        starts = self.starts_available(length)
+        if starts == 0:
+            raise RuntimeError(f"cannot sample sequences of {length} steps: the buffer holds "
+                               f"{self.size} steps per env")
+        draw = torch.randint(0, starts * self.num_envs, (batch_size,), generator=generator,
+                             device=self.device)
+        env, start = draw % self.num_envs, draw // self.num_envs
+        oldest = (self.pos - self.size) % self.capacity
+        offsets = torch.arange(length, device=self.device).unsqueeze(1)
+        time = (oldest + start.unsqueeze(0) + offsets) % self.capacity  # (L, B)
+        env_idx = env.unsqueeze(0)
+        fields = [getattr(self, name)[time, env_idx] for name in self.FIELDS[:-1]]
+        return ReplaySequences._make([*fields, self.state[time[0], env]])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled steps and the write position (tensors and plain data only)."""
+        state: dict[str, Any] = {name: getattr(self, name)[: self.size].clone()
+                                 for name in self.FIELDS}
+        state.update(pos=self.pos, size=self.size, capacity=self.capacity)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (into a buffer of the same shape)."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"sequence replay buffer state has capacity {state['capacity']} "
+                             f"steps per env, this buffer {self.capacity}; build it with the "
+                             f"same buffer size and number of envs")
+        size = int(state["size"])
+        for name in self.FIELDS:
+            stored = state[name]
+            if tuple(stored.shape[1:]) != tuple(getattr(self, name).shape[1:]):
+                raise ValueError(f"sequence replay buffer field {name!r} has shape "
+                                 f"{tuple(stored.shape[1:])} per step, this buffer "
+                                 f"{tuple(getattr(self, name).shape[1:])}")
+            getattr(self, name)[:size].copy_(stored)
         self.size, self.pos = size, int(state["pos"])
 
 

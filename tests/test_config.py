@@ -585,3 +585,12 @@ def test_an_evaluation_env_count_that_cannot_fit_is_refused_before_training(tmp_
     err = capsys.readouterr().err
     assert err.startswith(f"rlkit: error: {f}: eval.num_envs: 100,000,000,000 envs of "), err
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("algorithm", ["dqn", "ddpg"])
+def test_a_minibatch_larger_than_the_replay_buffer_is_refused(plugins, algorithm):
+    env = "CartPole-v1" if algorithm == "dqn" else "Pendulum-v1"
+    with pytest.raises(ConfigError, match=r"algorithm: batch_size \(1,099,511,627,776\) is "
+                                          r"larger than buffer_size \(1,000\)"):
+        resolve({"algorithm": {"name": algorithm, "batch_size": 2**40, "buffer_size": 1000},
+                 "env": {"id": env}, "train": {"total_steps": 100}}, plugins)

@@ -45,7 +45,7 @@ def batch(n=5, terminated=None) -> ReplayBatch:
 # --- targets and updates against hand computations -----------------------------------------
 
 def test_ddpg_target_is_one_step_bootstrap_from_the_target_actor_and_critic():
-    agent = make(DDPGConfig(gamma=0.9, learning_starts=0, buffer_size=100))
+    agent = make(DDPGConfig(gamma=0.9, learning_starts=0, buffer_size=1000))
     terminated = torch.tensor([False, True, False, False, True])
     b = batch(terminated=terminated)
     with torch.no_grad():
@@ -57,7 +57,7 @@ def test_ddpg_target_is_one_step_bootstrap_from_the_target_actor_and_critic():
 
 
 def test_td3_target_takes_the_smaller_twin_and_smoothed_clipped_actions():
-    agent = make(TD3Config(gamma=0.5, learning_starts=0, buffer_size=100,
+    agent = make(TD3Config(gamma=0.5, learning_starts=0, buffer_size=1000,
                            target_policy_noise=0.3, target_noise_clip=0.4))
     assert len(agent.critics) == 2
     b = batch()
@@ -74,7 +74,7 @@ def test_td3_target_takes_the_smaller_twin_and_smoothed_clipped_actions():
 
 
 def test_polyak_averaging_moves_every_target_weight_by_tau():
-    agent = make(DDPGConfig(tau=0.1, learning_starts=0, buffer_size=100, twin_critics=True))
+    agent = make(DDPGConfig(tau=0.1, learning_starts=0, buffer_size=1000, twin_critics=True))
     online = [p.detach().clone() for p in [*agent.actor.parameters(),
                                             *agent.critics.parameters()]]
     targets = [p.detach().clone() for p in [*agent.actor_target.parameters(),
@@ -89,7 +89,7 @@ def test_polyak_averaging_moves_every_target_weight_by_tau():
 
 
 def test_td3_updates_the_actor_and_targets_every_policy_delay_critic_updates():
-    agent = make(TD3Config(learning_starts=0, buffer_size=100, batch_size=4, policy_delay=3))
+    agent = make(TD3Config(learning_starts=0, buffer_size=1000, batch_size=4, policy_delay=3))
     fill(agent, 8)
     actor_before = [p.clone() for p in agent.actor.parameters()]
     target_before = [p.clone() for p in agent.actor_target.parameters()]
@@ -117,7 +117,7 @@ def fill(agent: DDPG, steps: int, *, truncated=False, terminated=False) -> None:
 # --- actions and bounds --------------------------------------------------------------------
 
 def test_actions_stay_inside_the_bounds_even_with_large_noise():
-    agent = make(DDPGConfig(learning_starts=0, buffer_size=100, noise_sigma=50.0))
+    agent = make(DDPGConfig(learning_starts=0, buffer_size=1000, noise_sigma=50.0))
     obs = torch.rand(4, 3)
     for explore in (True, False):
         for _ in range(20):
@@ -130,7 +130,7 @@ def test_actions_stay_inside_the_bounds_even_with_large_noise():
 
 
 def test_random_actions_before_learning_starts_cover_the_bounds():
-    agent = make(DDPGConfig(learning_starts=1000, buffer_size=100))
+    agent = make(DDPGConfig(learning_starts=1000, buffer_size=1000))
     actions = torch.cat([agent.act(torch.rand(4, 3)) for _ in range(200)])
     assert actions[:, 0].min() < -1.8 and actions[:, 0].max() > 1.8
     assert actions[:, 1].min() < 0.1 and actions[:, 1].max() > 0.9
@@ -156,7 +156,7 @@ def test_unbounded_and_discrete_action_spaces_are_refused_with_advice():
 def test_truncation_bootstraps_and_termination_does_not(plugins, tmp_path):
     """Through the whole path: observe -> buffer -> target. A truncated transition keeps
     ``terminated`` False in the buffer (so its target bootstraps), a terminated one does not."""
-    agent = make(DDPGConfig(learning_starts=0, buffer_size=100))
+    agent = make(DDPGConfig(learning_starts=0, buffer_size=1000))
     fill(agent, 1, truncated=True)
     fill(agent, 1, terminated=True)
     b = ReplayBatch(*(getattr(agent.buffer, f)[:8] for f in agent.buffer.FIELDS))
