@@ -141,7 +141,8 @@ def build_agent(
             f"backbone.name: {backbone_spec.name!r} is a recurrent backbone, and algorithm "
             f"{algorithm_name!r} cannot use one (it keeps no per-env state). Use a "
             f"feed-forward backbone (mlp, cnn), or an algorithm that takes recurrent backbones "
-            f"(ppo and dqn among the built-ins).", key="backbone.name"), key="backbone.name")
+            f"(ppo, dqn, ddpg and td3 among the built-ins).", key="backbone.name"),
+            key="backbone.name")
 
     def backbone(observation_space: Any, *, recurrent: bool = False) -> torch.nn.Module:
         """The configured backbone; ``recurrent=True``: the caller can run a recurrent one."""

@@ -68,6 +68,12 @@ CASES: dict[tuple[str, str], dict[str, Any]] = {
                              "params": {"learning_starts": 64, "batch_size": 32,
                                         "train_freq": 8, "gradient_steps": 3,
                                         "buffer_size": 500}},
+    ("td3", "lstm"): {"env_id": "rlkit/Pendulum-v1", "steps": 200,
+                     "backbone": {"name": "lstm", "hidden_size": 16,
+                                  "encoder": {"name": "mlp", "hidden_sizes": [16]}},
+                     "params": {"learning_starts": 64, "train_freq": 16, "gradient_steps": 2,
+                                "batch_size": 16, "buffer_size": 200, "seq_len": 4,
+                                "burn_in": 2, "critic_head_sizes": [16]}},
     ("qlearning", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
     ("sarsa", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
 }

@@ -20,13 +20,41 @@ Ornstein-Uhlenbeck process, one per env, see :mod:`rlkit.exploration.noise`) is 
 bounds. Before ``learning_starts`` env steps, actions are uniform over the bounds. The replay
 buffer stores the actions a transition says were taken, normalised back into ``[-1, 1]``.
 
-**Networks.** Actor and critics each own a backbone. For flat Box observations the critic's
-backbone reads the observation and the action side by side (as in the papers); for other
-observations -- images through ``cnn`` -- the action joins the backbone's features, followed by
-``critic_head_sizes`` layers (``critic_action_input``).
+**Networks** (:mod:`rlkit.algorithms.ddpg_networks`). Actor and critics each own a backbone.
+For flat Box observations the critic's backbone reads the observation and the action side by
+side (as in the papers); for other observations -- images through ``cnn`` -- and for recurrent
+backbones the action joins the backbone's features, followed by ``critic_head_sizes`` layers
+(``critic_action_input``).
 
 The schedule follows environment steps like DQN's: every ``train_freq`` env steps after
 ``learning_starts``, ``gradient_steps`` updates of the critic(s).
+
+**Recurrent actor and critics** (``backbone: {name: lstm}`` or ``gru``): sequence replay with
+stored states and a burn-in prefix, as for recurrent DQN (R2D2, Kapturowski et al., 2019,
+https://openreview.net/forum?id=r1lyTjAqYX), after recurrent DDPG (Heess et al., 2015,
+https://arxiv.org/abs/1512.04455).
+
+* *Networks.* The actor and each critic own a recurrent core; a critic takes the action beside
+  its core's features (``critic_action_input: features``), so every core reads observations
+  only and all of them advance while acting. One state tensor per env,
+  ``(1 + critics, *core_state)`` -- the actor's first, then the critics' -- is kept in a
+  :class:`rlkit.memory.RecurrentMemory` and reset before the first step of every episode: where
+  an observed transition ends one (``terminated | truncated``, or a row that only reset its
+  env), or where the loop's owner calls ``begin_episodes``. Evaluation acts inside
+  ``separate_state``, with a state (and a noise process) of its own.
+* *Storing.* A :class:`~rlkit.buffers.SequenceReplayBuffer` keeps each env's steps in order,
+  ``buffer_size // num_envs`` of them, with whether the state was reset before acting and the
+  stacked state the agent acted from, at every step.
+* *Replaying.* A critic update samples ``max(batch_size // seq_len, 1)`` sequences of
+  ``burn_in + seq_len`` consecutive steps of one env. Each network, online and target, starts
+  from its core's stored state, runs over the ``burn_in`` prefix without gradient, then over
+  the ``seq_len`` training steps, resetting the state where an episode began; neither values
+  nor gradients cross an episode boundary.
+* *Targets.* ``y_t = r_t + gamma * (1 - terminated_t) * min_i Q_target_i(o'_t, h_t; a'_t)``
+  with ``a'_t = mu_target(o'_t, h_t)`` (plus the smoothing noise), ``h_t`` each target
+  network's state after step ``t`` and before any reset: a truncated episode bootstraps from
+  its final observation under the state it reached. The critic loss and the actor loss
+  ``-Q1(o_t, mu(o_t))`` are averaged over the valid rows of the training steps.
 """
 
 from __future__ import annotations
@@ -34,18 +62,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlkit.buffers import ReplayBatch, ReplayBuffer
+from rlkit.algorithms.ddpg_networks import Actor, Critic, unroll
+from rlkit.buffers import ReplayBatch, ReplayBuffer, ReplaySequences, SequenceReplayBuffer
 from rlkit.exploration.noise import ActionNoise, ActionNoiseExploration, GaussianNoise
-from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
+from rlkit.interfaces import (
+    BuildContext,
+    Exploration,
+    NanCheck,
+    Transition,
+    is_recurrent,
+    recurrent_factory,
+)
+from rlkit.memory import RecurrentMemory
 from rlkit.optim import (
     OptimizerConfig,
     clip_grad_norm,
@@ -71,11 +108,14 @@ class DDPGConfig:
     tau: float = param(0.005, gt=0.0, le=1.0)
     """Polyak averaging rate of the target networks (1.0: copy)."""
     buffer_size: int = param(1_000_000, ge=1)
-    """Transitions kept in the replay buffer (in total, over all environments)."""
+    """Transitions kept in the replay buffer (in total, over all environments; a recurrent
+    backbone keeps the last ``buffer_size // num_envs`` steps of each env)."""
     learning_starts: int = param(100, ge=0)
     """Environment steps of uniformly random actions before the first update."""
     batch_size: int = param(256, ge=1)
-    """Transitions per gradient step, sampled uniformly from the replay buffer."""
+    """Transitions per gradient step, sampled uniformly from the replay buffer. It counts
+    transitions with a recurrent backbone too: a gradient step then learns from
+    ``max(batch_size // seq_len, 1)`` sequences of ``seq_len`` steps (plus their burn-in)."""
     train_freq: int = param(1, ge=1)
     """Environment steps (``N`` per batched step) between learning phases."""
     gradient_steps: int = param(1, ge=1)
@@ -97,8 +137,9 @@ class DDPGConfig:
     number or a schedule."""
     critic_action_input: Literal["auto", "observation", "features"] = "auto"
     """Where the critic takes the action: beside the observation, into its backbone
-    (``observation``, flat Box observations only), or beside the backbone's features
-    (``features``). ``auto``: ``observation`` for flat Box observations, else ``features``."""
+    (``observation``, flat Box observations and feed-forward backbones only), or beside the
+    backbone's features (``features``). ``auto``: ``observation`` for flat Box observations
+    and a feed-forward backbone, else ``features``."""
     critic_head_sizes: list[int] = field(default_factory=lambda: [256])
     """Hidden layers after the critic's backbone when the action joins its features."""
     max_grad_norm: float | None = param(None, gt=0.0)
@@ -108,7 +149,19 @@ class DDPGConfig:
     critic_optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     """The critics' optimizer and learning rate (a number or a schedule)."""
 
+    seq_len: int = param(8, ge=1)
+    """Recurrent backbones only: training steps per replayed sequence (the steps whose losses
+    are learned from, after the burn-in)."""
+    burn_in: int = param(4, ge=0)
+    """Recurrent backbones only: steps replayed before each training sequence, from the state
+    stored when they were collected, to refresh that state with the current weights (no
+    gradient, no loss). 0: learn from the stored state as it is."""
+
     def __post_init__(self) -> None:
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size:,}) is larger than buffer_size "
+                             f"({self.buffer_size:,}): a minibatch cannot hold more transitions "
+                             f"than the buffer keeps; lower batch_size")
         if any(h < 1 for h in self.critic_head_sizes):
             raise ValueError(f"critic_head_sizes must be positive, got {self.critic_head_sizes}")
 
@@ -124,60 +177,6 @@ class TD3Config(DDPGConfig):
     target_policy_noise: float = param(0.2, ge=0.0)
     """Standard deviation of the noise added to the target actor's actions, in the normalised
     action space (target policy smoothing; 0: none)."""
-
-
-class Actor(nn.Module):
-    """``mu(s)`` in ``[-1, 1]``: a backbone, a linear layer, ``tanh``."""
-
-    def __init__(self, backbone: nn.Module, action_dim: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(_output_dim(backbone), action_dim)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return torch.tanh(self.head(self.backbone(obs)))
-
-
-class Critic(nn.Module):
-    """``Q(s, a)`` with the action beside the observation or beside the backbone's features.
-
-    :param make_backbone: builds the backbone for an observation space.
-    :param observation_space: one env's observation space.
-    :param action_dim: size of the flat action.
-    :param joint: True: the backbone reads ``[obs, action]`` (flat Box observations).
-    :param head_sizes: hidden layers after the backbone when the action joins its features.
-    """
-
-    def __init__(self, make_backbone: Callable[[gym.Space[Any]], nn.Module],
-                 observation_space: gym.Space[Any], action_dim: int, *, joint: bool,
-                 head_sizes: list[int]) -> None:
-        super().__init__()
-        self.joint = joint
-        if joint:
-            assert isinstance(observation_space, gym.spaces.Box)
-            low = np.concatenate([observation_space.low.reshape(-1),
-                                  -np.ones(action_dim, dtype=np.float32)])
-            high = np.concatenate([observation_space.high.reshape(-1),
-                                   np.ones(action_dim, dtype=np.float32)])
-            self.backbone = make_backbone(gym.spaces.Box(low, high, dtype=np.float32))
-            width = _output_dim(self.backbone)
-        else:
-            self.backbone = make_backbone(observation_space)
-            width = _output_dim(self.backbone) + action_dim
-        layers: list[nn.Module] = []
-        for hidden in [] if joint else head_sizes:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, 1))
-        self.head = nn.Sequential(*layers)
-
-    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
-        """``Q(s, a)`` of shape ``(B,)``."""
-        if self.joint:
-            x = self.backbone(torch.cat((obs.reshape(obs.shape[0], -1).float(), action), 1))
-        else:
-            x = torch.cat((self.backbone(obs), action), dim=1)
-        return self.head(x).squeeze(-1)
 
 
 class DDPG:
@@ -212,16 +211,24 @@ class DDPG:
         self.high = torch.as_tensor(high.reshape(-1), dtype=torch.float32, device=self.device)
         obs_space = ctx.env.observation_space
         flat_box = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
-        joint = config.critic_action_input == "observation" or (
-            config.critic_action_input == "auto" and flat_box)
-        if joint and not flat_box:
-            raise ConfigError(f"algorithm.critic_action_input: 'observation' needs flat Box "
-                              f"observations, env has {obs_space}; use 'features' (or auto).",
-                              key="algorithm.critic_action_input")
+        make_backbone = recurrent_factory(ctx.backbone)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            actor = Actor(ctx.backbone(obs_space), self.action_dim)
-            critics = [Critic(ctx.backbone, obs_space, self.action_dim, joint=joint,
+            actor = Actor(make_backbone(obs_space), self.action_dim)
+            self.recurrent = is_recurrent(actor.backbone)
+            joint = config.critic_action_input == "observation" or (
+                config.critic_action_input == "auto" and flat_box and not self.recurrent)
+            if joint and not flat_box:
+                raise ConfigError(f"algorithm.critic_action_input: 'observation' needs flat Box "
+                                  f"observations, env has {obs_space}; use 'features' (or "
+                                  f"auto).", key="algorithm.critic_action_input")
+            if joint and self.recurrent:
+                raise ConfigError(
+                    "algorithm.critic_action_input: 'observation' puts the action into the "
+                    "critic's backbone, and a recurrent backbone must read observations only "
+                    "(its state advances while acting, before any action is chosen); use "
+                    "'features' (or auto) with lstm/gru.", key="algorithm.critic_action_input")
+            critics = [Critic(make_backbone, obs_space, self.action_dim, joint=joint,
                               head_sizes=config.critic_head_sizes)
                        for _ in range(2 if config.twin_critics else 1)]
         self.actor = actor.to(self.device)
@@ -230,6 +237,7 @@ class DDPG:
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_params = list(self.actor.parameters())
         self.critic_params = list(self.critics.parameters())
+        self._q1_params = list(self.critics[0].parameters())
         self._targets: tuple[list[Tensor], list[Tensor]] = (
             [*self.actor_target.parameters(), *self.critics_target.parameters()],
             [*self.actor_params, *self.critic_params])
@@ -241,10 +249,24 @@ class DDPG:
         self.exploration: Exploration = exploration if exploration is not None else \
             ActionNoiseExploration(config.noise_sigma, ctx.total_steps, config.action_noise)
         self.noise: ActionNoise = self._make_noise(self.num_envs)
-        self.buffer = ReplayBuffer(capacity=config.buffer_size, observation_space=obs_space,
-                                   action_space=gym.spaces.Box(-1.0, 1.0, (self.action_dim,)),
-                                   num_envs=self.num_envs, device=self.device,
-                                   size_key="algorithm.buffer_size")
+        unit_box = gym.spaces.Box(-1.0, 1.0, (self.action_dim,))
+        self.buffer: ReplayBuffer | SequenceReplayBuffer
+        self.memory: RecurrentMemory | None = None
+        """Recurrent backbones: each env's state ``(N, 1 + critics, *core_state)``, actor's
+        first, the one the next :meth:`act` starts from."""
+        self._pending: tuple[Tensor, Tensor] | None = None
+        """Recurrent backbones: the state the last training ``act`` started from and where it
+        reset the state, for :meth:`observe` to store."""
+        if self.recurrent:
+            core: tuple[int, ...] = tuple(actor.backbone.state_shape)  # type: ignore[arg-type]
+            state_shape = (1 + len(critics), *core)
+            self.buffer = self._sequence_buffer(config, obs_space, unit_box, state_shape)
+            self.memory = RecurrentMemory(
+                lambda n: torch.zeros((n, *state_shape), device=self.device), self.num_envs)
+        else:
+            self.buffer = ReplayBuffer(capacity=config.buffer_size, observation_space=obs_space,
+                                       action_space=unit_box, num_envs=self.num_envs,
+                                       device=self.device, size_key="algorithm.buffer_size")
         self.env_steps = 0
         """Environment steps observed (``N`` per batched step)."""
         self.critic_updates = 0
@@ -252,17 +274,39 @@ class DDPG:
         self.next_train = config.train_freq
         """Environment step at which the next learning phase is due."""
 
+    def _sequence_buffer(self, config: DDPGConfig, obs_space: gym.Space[Any],
+                         action_space: gym.Space[Any],
+                         state_shape: tuple[int, ...]) -> SequenceReplayBuffer:
+        """The time-major replay buffer of recurrent actor and critics."""
+        n = self.num_envs
+        per_env, length = config.buffer_size // n, config.burn_in + config.seq_len
+        if per_env < length:
+            raise ConfigError(
+                f"algorithm.buffer_size: {config.buffer_size:,} transitions over {n:,} envs "
+                f"keep {per_env:,} steps per env, fewer than the {length} steps of one replayed "
+                f"sequence (burn_in {config.burn_in} + seq_len {config.seq_len}); raise "
+                f"buffer_size to at least {length * n:,} or shorten the sequences.",
+                key="algorithm.buffer_size")
+        return SequenceReplayBuffer(capacity=per_env, observation_space=obs_space,
+                                    action_space=action_space, num_envs=n,
+                                    state_shape=state_shape, device=self.device,
+                                    size_key="algorithm.buffer_size")
+
     # --- ask/tell ------------------------------------------------------------------------
 
     @torch.no_grad()
     def act(self, obs: Tensor, explore: bool = True) -> Tensor:
         """Actions within the env's bounds, ``(N, *action_shape)``: the actor's, plus noise
-        when ``explore`` (uniformly random before ``learning_starts``)."""
+        when ``explore`` (uniformly random before ``learning_starts``).
+
+        Recurrent networks act from each env's state and keep the next one (random actions
+        too advance it)."""
+        features = None if self.memory is None else self._advance(obs, self.memory)
         if explore and self.env_steps < self.config.learning_starts:
             unit = torch.rand((obs.shape[0], self.action_dim), generator=self.generator,
                               device=self.device) * 2.0 - 1.0
             return self._to_env(unit)
-        action = self.actor(obs)
+        action = self.actor(obs) if features is None else self.actor.action(features)
         if explore:
             sigma = float(self.exploration.value(self.env_steps))
             noise = self.noise.sample(self.generator)
@@ -274,29 +318,77 @@ class DDPG:
                 action = (action + sigma * noise).clamp(-1.0, 1.0)
         return self._to_env(action)
 
+    def _advance(self, obs: Tensor, memory: RecurrentMemory) -> Tensor:
+        """Recurrent networks: one step of every core from each env's state (of the actor's
+        alone inside :meth:`separate_state`, where nothing is stored); the actor's features.
+        """
+        state = memory.state
+        if obs.shape[0] != state.shape[0]:
+            raise ValueError(
+                f"{self.name}: act() got a batch of {obs.shape[0]} observations, but this agent "
+                f"keeps recurrent state for {state.shape[0]} environments; act on all of them, "
+                f"or inside `with rlkit.separate_state(agent, num_envs={obs.shape[0]}):` for "
+                f"{obs.shape[0]} other environments")
+        starts = memory.take_starts()
+        features, actor_state = self.actor.backbone(obs, state[:, 0])
+        cores = [actor_state.unsqueeze(1)]
+        if memory.separated:  # the critics' states matter only to what observe() stores
+            cores.append(state[:, 1:])
+        else:
+            for i, critic in enumerate(_critics(self.critics), start=1):
+                cores.append(critic.backbone(obs, state[:, i])[1].unsqueeze(1))
+            self._pending = (state, starts)
+        memory.state = torch.cat(cores, dim=1)
+        return features
+
     def observe(self, transition: Transition) -> None:
         """Store the transition (its actions normalised into ``[-1, 1]``) and restart the
-        noise of the envs whose episodes ended."""
+        noise of the envs whose episodes ended.
+
+        Recurrent networks store it with the state the last :meth:`act` started from, and
+        reset the state of the envs whose episode the transition ended."""
         action = self._from_env(transition.action)
-        self.buffer.add(transition._replace(action=action))
+        buffer = self.buffer
+        if isinstance(buffer, SequenceReplayBuffer):
+            if self._pending is None:
+                raise RuntimeError(f"a recurrent {self.name} agent learns only from transitions "
+                                   f"of its own act(obs) calls on the training envs: call act "
+                                   f"before each observe")
+            state, starts = self._pending
+            self._pending = None
+            buffer.add(transition._replace(action=action), episode_start=starts, state=state)
+        else:
+            buffer.add(transition._replace(action=action))
         ended = transition.terminated | transition.truncated
         if transition.valid is not None:
             ended = ended | ~transition.valid
         self.noise.reset(ended)
+        if self.memory is not None:
+            self.memory.begin(ended)
         self.env_steps += transition.reward.shape[0]
 
     def begin_episodes(self, mask: Tensor | None = None) -> None:
-        """Restart the exploration noise of the envs in ``mask`` (None: all)."""
+        """Restart the exploration noise, and reset the recurrent state, of the envs in
+        ``mask`` (``(N,)`` bool; None: all) before the next :meth:`act`.
+
+        In the training stream, the replayed targets of recurrent networks treat an episode
+        ended this way like a truncated one: its last transition bootstraps from its next
+        observation, valued with the state that episode had reached."""
         self.noise.reset(mask)
+        if self.memory is not None:
+            self.memory.begin(mask)
 
     @contextlib.contextmanager
     def separate_state(self, num_envs: int) -> Iterator[None]:
-        """A block with a noise process of its own for ``num_envs`` other envs (an evaluation
-        that explores); the training envs' noise is untouched."""
+        """A block with a noise process, and a recurrent state, of its own for ``num_envs``
+        other envs (an evaluation); the training envs' noise and state are untouched."""
         kept = self.noise
         self.noise = self._make_noise(num_envs)
+        memory = contextlib.nullcontext() if self.memory is None else \
+            self.memory.separate(num_envs)
         try:
-            yield
+            with memory:
+                yield
         finally:
             self.noise = kept
 
@@ -307,9 +399,17 @@ class DDPG:
             return {}
         phases = (self.env_steps - self.next_train) // cfg.train_freq + 1
         self.next_train += phases * cfg.train_freq
-        if self.env_steps < cfg.learning_starts or len(self.buffer) == 0:
+        if self.env_steps < cfg.learning_starts or not self._can_sample():
             return {}
         return self.learn(phases * cfg.gradient_steps)
+
+    def _can_sample(self) -> bool:
+        """Whether the buffer holds a minibatch's worth: one transition, or one whole
+        sequence for recurrent networks."""
+        buffer = self.buffer
+        if isinstance(buffer, SequenceReplayBuffer):
+            return buffer.starts_available(self.config.burn_in + self.config.seq_len) > 0
+        return len(buffer) > 0
 
     # --- learning ------------------------------------------------------------------------
 
@@ -317,43 +417,73 @@ class DDPG:
         """``y = r + gamma * (1 - terminated) * min_i Q_target_i(s', mu_target(s') + noise)``."""
         cfg = self.config
         with torch.no_grad():
-            next_action = self.actor_target(batch.next_obs)
-            if cfg.target_policy_noise > 0:
-                noise = torch.randn(next_action.shape, generator=self.generator,
-                                    device=self.device) * cfg.target_policy_noise
-                noise = noise.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
-                next_action = (next_action + noise).clamp(-1.0, 1.0)
+            next_action = self._smoothed(self.actor_target(batch.next_obs))
             next_q = self.critics_target[0](batch.next_obs, next_action)
             for critic in list(self.critics_target)[1:]:
                 next_q = torch.minimum(next_q, critic(batch.next_obs, next_action))
             return batch.reward + cfg.gamma * next_q * (~batch.terminated)
 
+    def sequence_target(self, seq: ReplaySequences) -> Tensor:
+        """Recurrent networks: ``y_t`` ``(T, B)`` for the training steps of replayed
+        sequences, each target network unrolled from its core's stored state (see the module
+        docstring)."""
+        cfg, burn = self.config, self.config.burn_in
+        with torch.no_grad():
+            _, following = unroll(self.actor_target.backbone, seq, seq.state[:, 0], burn, True)
+            assert following is not None
+            next_action = self._smoothed(self.actor_target.action(following))
+            next_q: Tensor | None = None
+            for i, critic in enumerate(_critics(self.critics_target), start=1):
+                _, following = unroll(critic.backbone, seq, seq.state[:, i], burn, True)
+                assert following is not None
+                q = critic.value(following, next_action)
+                next_q = q if next_q is None else torch.minimum(next_q, q)
+            assert next_q is not None
+            return seq.reward[burn:] + cfg.gamma * next_q * (~seq.terminated[burn:])
+
+    def _smoothed(self, next_action: Tensor) -> Tensor:
+        """Target policy smoothing: clipped Gaussian noise on the target actor's actions."""
+        cfg = self.config
+        if cfg.target_policy_noise > 0:
+            noise = torch.randn(next_action.shape, generator=self.generator,
+                                device=self.device) * cfg.target_policy_noise
+            noise = noise.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+            next_action = (next_action + noise).clamp(-1.0, 1.0)
+        return next_action
+
     def learn(self, steps: int) -> dict[str, float]:
         """Take ``steps`` critic updates (and the actor and target updates that fall due) on
-        replayed minibatches, all drawn at once; return the phase's mean metrics."""
+        replayed minibatches -- of transitions, or of sequences for recurrent networks -- all
+        drawn at once; return the phase's mean metrics."""
         cfg = self.config
         progress = min(self.env_steps / self.total_steps, 1.0)
         actor_lr = set_learning_rate(self.actor_optimizer, cfg.actor_optimizer, progress)
         critic_lr = set_learning_rate(self.critic_optimizer, cfg.critic_optimizer, progress)
-        bs = cfg.batch_size
-        replay = self.buffer.sample(steps * bs, self.generator)
+        buffer = self.buffer
+        batches: list[ReplayBatch] | list[ReplaySequences]
+        if isinstance(buffer, SequenceReplayBuffer):
+            per = max(cfg.batch_size // cfg.seq_len, 1)
+            sequences = buffer.sample(steps * per, cfg.burn_in + cfg.seq_len, self.generator)
+            batches = [_columns(sequences, slice(i * per, (i + 1) * per)) for i in range(steps)]
+        else:
+            bs = cfg.batch_size
+            replay = buffer.sample(steps * bs, self.generator)
+            batches = [ReplayBatch(*(x[i * bs:(i + 1) * bs] for x in replay))
+                       for i in range(steps)]
         check = self.nan_check.check
         critic_losses: list[Tensor] = []
         actor_losses: list[Tensor] = []
         q_values: list[Tensor] = []
-        for i in range(steps):
-            batch = ReplayBatch(*(x[i * bs:(i + 1) * bs] for x in replay))
-            target = self.td_target(batch)
-            qs = [critic(batch.obs, batch.action) for critic in self.critics]
-            critic_loss = sum(nn.functional.mse_loss(q, target) for q in qs)
-            assert isinstance(critic_loss, Tensor)
+        for batch in batches:
+            critic_loss, q_mean = self.critic_loss(batch)
             check("train/critic_loss", critic_loss, CRITIC_CAUSE)
             self._step(self.critic_optimizer, self.critic_params, critic_loss, CRITIC_CAUSE)
             critic_losses.append(critic_loss.detach())
-            q_values.append(qs[0].detach().mean())
+            q_values.append(q_mean)
             self.critic_updates += 1
             if self.critic_updates % cfg.policy_delay == 0:
-                actor_loss = -self.critics[0](batch.obs, self.actor(batch.obs)).mean()
+                actor_loss = -(self.policy_value(batch.obs) if isinstance(batch, ReplayBatch)
+                               else self.sequence_policy_value(batch))
                 check("train/actor_loss", actor_loss, ACTOR_CAUSE)
                 self._step(self.actor_optimizer, self.actor_params, actor_loss, ACTOR_CAUSE)
                 actor_losses.append(actor_loss.detach())
@@ -367,6 +497,59 @@ class DDPG:
         if actor_losses:
             metrics["train/actor_loss"] = float(torch.stack(actor_losses).mean())
         return metrics
+
+    def critic_loss(self, batch: ReplayBatch | ReplaySequences) -> tuple[Tensor, Tensor]:
+        """The critics' summed squared TD errors (over the valid rows of the training steps,
+        for sequences) and the mean of ``Q1(s, a)`` (no gradient)."""
+        if isinstance(batch, ReplayBatch):
+            target = self.td_target(batch)
+            qs = [critic(batch.obs, batch.action) for critic in self.critics]
+            loss = sum(nn.functional.mse_loss(q, target) for q in qs)
+            assert isinstance(loss, Tensor)
+            return loss, qs[0].detach().mean()
+        burn = self.config.burn_in
+        target = self.sequence_target(batch)
+        mask, count = _valid_rows(batch, burn)
+        action = batch.action[burn:]
+        qs = [critic.value(unroll(critic.backbone, batch, batch.state[:, i], burn, False)[0],
+                           action) for i, critic in enumerate(_critics(self.critics), start=1)]
+        loss = sum((((q - target) ** 2) * mask).sum() / count for q in qs)
+        assert isinstance(loss, Tensor)
+        return loss, (qs[0].detach() * mask).sum() / count
+
+    def policy_value(self, obs: Tensor) -> Tensor:
+        """``mean(Q1(s, mu(s)))`` with gradients for the actor only: the critic's weights take
+        no gradient here (the actor's loss never updates them), which skips their
+        weight-gradient products in the backward pass."""
+        weights = self._q1_params
+        for w in weights:
+            w.requires_grad_(False)
+        try:
+            return self.critics[0](obs, self.actor(obs)).mean()
+        finally:
+            for w in weights:
+                w.requires_grad_(True)
+
+    def sequence_policy_value(self, seq: ReplaySequences) -> Tensor:
+        """Recurrent networks: the mean of ``Q1(o_t, mu(o_t))`` over the valid rows of the
+        training steps, the actor and critic 1 unrolled from their stored states; gradients
+        for the actor only (critic 1's features are computed without, its head's weights
+        frozen as in :meth:`policy_value`)."""
+        burn = self.config.burn_in
+        critic = _critics(self.critics)[0]
+        with torch.no_grad():
+            critic_features, _ = unroll(critic.backbone, seq, seq.state[:, 1], burn, False)
+        actor_features, _ = unroll(self.actor.backbone, seq, seq.state[:, 0], burn, False)
+        mask, count = _valid_rows(seq, burn)
+        weights = self._q1_params
+        for w in weights:
+            w.requires_grad_(False)
+        try:
+            q = critic.value(critic_features, self.actor.action(actor_features))
+        finally:
+            for w in weights:
+                w.requires_grad_(True)
+        return (q * mask).sum() / count
 
     def _step(self, optimizer: Any, params: list[nn.Parameter], loss: Tensor, cause: str) -> None:
         for p in params:
@@ -409,8 +592,9 @@ class DDPG:
     # --- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimizers, RNG, exploration and noise, replay buffer and counters."""
-        return {
+        """Networks, optimizers, RNG, exploration and noise, replay buffer and counters;
+        recurrent networks' per-env state too."""
+        state = {
             "actor": self.actor.state_dict(),
             "critics": self.critics.state_dict(),
             "actor_target": self.actor_target.state_dict(),
@@ -425,6 +609,9 @@ class DDPG:
             "critic_updates": self.critic_updates,
             "next_train": self.next_train,
         }
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; learning continues exactly."""
@@ -441,13 +628,29 @@ class DDPG:
         self.env_steps = int(state["env_steps"])
         self.critic_updates = int(state["critic_updates"])
         self.next_train = int(state["next_train"])
+        if self.memory is not None:
+            if "memory" not in state:
+                raise ValueError(f"the state has no recurrent memory: it was saved by a "
+                                 f"{self.name} agent with a feed-forward backbone")
+            self.memory.load_state_dict(state["memory"])
+        self._pending = None
 
 
-def _output_dim(backbone: nn.Module) -> int:
-    width = backbone.output_dim
-    if not isinstance(width, int):
-        raise TypeError(f"backbone {type(backbone).__name__} must have an int output_dim")
-    return width
+def _valid_rows(seq: ReplaySequences, burn_in: int) -> tuple[Tensor, Tensor]:
+    """The training steps' valid rows as a float mask ``(T, B)`` and their count (at least 1).
+    """
+    mask = seq.valid[burn_in:].float()
+    return mask, mask.sum().clamp_min(1.0)
+
+
+def _critics(modules: nn.ModuleList) -> list[Critic]:
+    """The critics of a ``ModuleList``, typed."""
+    return [cast(Critic, m) for m in modules]
+
+
+def _columns(seq: ReplaySequences, rows: slice) -> ReplaySequences:
+    """The sequences ``rows`` of ``seq`` (time-major fields; the state is batch-first)."""
+    return ReplaySequences._make([*(x[:, rows] for x in seq[:-1]), seq.state[rows]])
 
 
 def build_ddpg(params: DDPGConfig, ctx: BuildContext) -> DDPG:
