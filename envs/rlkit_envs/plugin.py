@@ -1,4 +1,5 @@
-"""rlkit plugin: registers the torch-native environments' gymnasium ids (``rlkit/...``)."""
+"""rlkit plugin: registers the torch-native environments' gymnasium ids (``rlkit/...``) and
+vouches for the wrappers of :mod:`rlkit_envs.wrappers`."""
 
 from __future__ import annotations
 
@@ -11,3 +12,10 @@ from rlkit_envs.registration import register_all
 @hookimpl
 def register_envs(register: Callable[..., None]) -> None:
     register_all(register)
+
+
+@hookimpl
+def register_wrappers(register: Callable[..., None]) -> None:
+    # by reference: the module is imported only when an env uses the wrapper
+    register("rlkit_envs.wrappers:SelectObservation",
+             description="keep some components of a flat Box observation (hide velocities)")
