@@ -11,11 +11,19 @@ result holds only tensors and plain Python data, so a checkpoint stays loadable 
 ``torch.load(weights_only=True)``.
 
 An environment that keeps state elsewhere (a physics engine's memory, a subprocess) can
-provide ``state_dict()``/``load_state_dict()`` itself; those are used when present.
+provide ``state_dict()``/``load_state_dict()`` itself; those are used when present. Without
+them, an attribute holding an object of another library -- a MuJoCo ``MjData``, a Box2D world,
+a MiniGrid grid, a ``random.Random`` -- may be state the walk cannot capture, so
+:func:`capture` raises :class:`SnapshotUnsupported` naming it rather than record part of the
+state (a resume then restarts the environments, and says so). Rendering handles (``screen``,
+``clock``, ``window``, ``viewer``, ...) and plain constants (dicts, strings, enums, functions)
+are not state.
 """
 
 from __future__ import annotations
 
+import enum
+import types
 from collections import deque
 from typing import Any
 
@@ -77,6 +85,12 @@ def _walk(obj: Any, prefix: str, state: dict[str, Any], seen: set[int], capture_
             encoded = _encode(value)
             if encoded is not _SKIP:
                 state[path] = encoded
+            elif name not in _RENDERING and _foreign_state(value):
+                raise SnapshotUnsupported(
+                    f"{type(obj).__name__}.{name} holds a {type(value).__module__}."
+                    f"{type(value).__qualname__}, whose state cannot be captured; give "
+                    f"{type(obj).__name__} state_dict()/load_state_dict() methods to resume it "
+                    f"exactly")
         elif path in state:
             setattr(obj, name, _decode(state[path], value))
     if not capture_mode:
@@ -89,6 +103,26 @@ def _walk(obj: Any, prefix: str, state: dict[str, Any], seen: set[int], capture_
                 if name and "." not in name and name not in present and not name.startswith(
                         "__"):
                     setattr(obj, name, _decode(data, None))
+
+
+_RENDERING = frozenset({"screen", "clock", "window", "viewer", "renderer", "surf",
+                        "render_window", "mujoco_renderer", "isopen"})
+"""Attribute names of rendering handles: not environment state."""
+
+_PLAIN_MODULES = frozenset({"builtins", "numpy", "gymnasium", "torch", "collections", "enum",
+                            "functools", "types"})
+
+
+def _foreign_state(value: Any) -> bool:
+    """Whether ``value`` (which :func:`_encode` skipped) may hold state the walk cannot
+    capture: an object of a class from another library (or a sequence holding one)."""
+    if value is None or callable(value) or isinstance(
+            value, (type, types.ModuleType, enum.Enum, dict, set, frozenset, bytes, str,
+                    np.ndarray, range)):
+        return False
+    if isinstance(value, (list, tuple, deque)):
+        return any(_foreign_state(v) for v in value)
+    return type(value).__module__.partition(".")[0] not in _PLAIN_MODULES
 
 
 def _is_node(value: Any) -> bool:

@@ -165,3 +165,56 @@ def test_an_env_without_a_batched_implementation_says_to_use_sync():
     with pytest.raises(ConfigError, match=r"env.vectorization: 'FrozenLake-v1' has no batched "
                                           r"implementation.*vectorization: sync"):
         make_env(EnvOptions(id="FrozenLake-v1", num_envs=2, vectorization="vector_entry_point"))
+
+
+class _Physics:
+    """Stands for a physics engine's handle: state the snapshot cannot see into."""
+
+    def __init__(self) -> None:
+        self.position = 0.0
+
+
+class _ForeignStateEnv(gym.Env):
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.physics = _Physics()
+        self.screen = object()  # a rendering handle is not state
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.physics.position = 0.0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.physics.position += 1.0 if action else -1.0
+        obs = np.array([self.physics.position], np.float32)
+        return obs, 0.0, False, self.physics.position > 5, {}
+
+
+class _ForeignStateEnvWithStateDict(_ForeignStateEnv):
+    def state_dict(self):
+        return {"position": self.physics.position, "rng": self.np_random.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.physics.position = state["position"]
+        self.np_random.bit_generator.state = state["rng"]
+
+
+def test_state_in_another_librarys_object_is_refused_not_half_restored():
+    from rlkit import snapshot
+
+    env = gym.vector.SyncVectorEnv([_ForeignStateEnv])
+    env.reset(seed=0)
+    with pytest.raises(snapshot.SnapshotUnsupported, match=r"_ForeignStateEnv\.physics holds a "
+                                                           r".*_Physics.*state_dict\(\)"):
+        snapshot.capture(env)
+    exact = gym.vector.SyncVectorEnv([_ForeignStateEnvWithStateDict])
+    exact.reset(seed=0)
+    exact.step(np.array([1]))
+    state = snapshot.capture(exact)
+    twin = gym.vector.SyncVectorEnv([_ForeignStateEnvWithStateDict])
+    twin.reset(seed=1)
+    snapshot.restore(twin, state)
+    assert np.array_equal(twin.step(np.array([1]))[0], exact.step(np.array([1]))[0])
