@@ -12,12 +12,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from recurrent_support import outcome
 
 from rlkit.algorithms.ddpg import DDPG, DDPGConfig, TD3Config, build_ddpg
 from rlkit.algorithms.ddpg_networks import Critic, unroll
 from rlkit.backbones.rnn import LSTMConfig, build_gru, build_lstm
 from rlkit.buffers import ReplaySequences, SequenceReplayBuffer
-from rlkit.interfaces import BuildContext, EnvSpec, NanCheck, Transition, separate_state
+from rlkit.interfaces import BuildContext, EnvSpec, NanCheck, separate_state
 from rlkit.testing import assert_state_equal, check_algorithm
 from rlkit.validation import ConfigError
 
@@ -41,17 +42,6 @@ def agent_for(num_envs: int = 3, cell: str = "lstm", **params: Any) -> DDPG:
                                     critic_head_sizes=[8])
     settings.update(params)
     return build_ddpg(TD3Config(**settings), context(num_envs=num_envs, cell=cell))
-
-
-def outcome(g: torch.Generator, obs: torch.Tensor, action: torch.Tensor,
-            invalid: bool = False) -> Transition:
-    """Random rewards and episode ends for ``obs`` and ``action`` (some rows invalid)."""
-    n = obs.shape[0]
-    return Transition(obs=obs, action=action, reward=torch.randn(n, generator=g),
-                      next_obs=torch.randn(n, 3, generator=g),
-                      terminated=torch.rand(n, generator=g) < 0.15,
-                      truncated=torch.rand(n, generator=g) < 0.1,
-                      valid=(torch.rand(n, generator=g) > 0.1) if invalid else None)
 
 
 def drive(agent: DDPG, g: torch.Generator, steps: int, invalid: bool = False) -> None:

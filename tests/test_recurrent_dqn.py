@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from recurrent_support import outcome
 
 from rlkit.algorithms.dqn import DQN, DQNConfig, QNetwork, build_dqn
 from rlkit.backbones.rnn import LSTMConfig, build_gru, build_lstm
@@ -44,17 +45,6 @@ def agent_for(num_envs: int = 3, cell: str = "lstm", **params: Any) -> DQN:
                                     target_update_interval=20)
     settings.update(params)
     return build_dqn(DQNConfig(**settings), context(num_envs=num_envs, cell=cell))
-
-
-def outcome(g: torch.Generator, obs: torch.Tensor, action: torch.Tensor,
-            invalid: bool = False) -> Transition:
-    """Random rewards and episode ends for ``obs`` and ``action`` (some rows invalid)."""
-    n = obs.shape[0]
-    return Transition(obs=obs, action=action, reward=torch.randn(n, generator=g),
-                      next_obs=torch.randn(n, 3, generator=g),
-                      terminated=torch.rand(n, generator=g) < 0.15,
-                      truncated=torch.rand(n, generator=g) < 0.1,
-                      valid=(torch.rand(n, generator=g) > 0.1) if invalid else None)
 
 
 def drive(agent: DQN, g: torch.Generator, steps: int, invalid: bool = False) -> None:

@@ -434,7 +434,6 @@ class DQN:
             next_q = torch.cat([self.q_target(x) for x in replay.next_obs.split(TARGET_CHUNK)])
         targets = None if cfg.double_dqn else self.td_target(replay, next_q)
         actions = replay.action.unsqueeze(1)
-        params, check = self.params, self.nan_check.check
         losses, q_taken_all, grad_norms = [], [], []
         for i in range(steps):
             rows = slice(i * bs, (i + 1) * bs)
@@ -444,13 +443,7 @@ class DQN:
                 target = targets[rows]
             q_taken = self.q(replay.obs[rows]).gather(1, actions[rows]).squeeze(1)
             loss = nn.functional.smooth_l1_loss(q_taken, target)
-            check("train/loss", loss, LOSS_CAUSE)
-            for p in params:
-                p.grad = None
-            loss.backward()
-            grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
-            check("train/grad_norm", grad_norm, GRAD_CAUSE)
-            self.optimizer.step()
+            grad_norm = self._gradient_step(loss)
             losses.append(loss.detach())
             q_taken_all.append(q_taken.detach())
             grad_norms.append(grad_norm)
@@ -485,7 +478,7 @@ class DQN:
                 assert values is not None
                 parts.append(values)
             next_q = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        params, check, burn = self.params, self.nan_check.check, cfg.burn_in
+        burn = cfg.burn_in
         losses, q_means, grad_norms = [], [], []
         for i in range(steps):
             rows = slice(i * per, (i + 1) * per)
@@ -502,13 +495,7 @@ class DQN:
             q_taken = q.gather(2, seq.action[burn:].unsqueeze(2)).squeeze(2)
             td = nn.functional.smooth_l1_loss(q_taken, target, reduction="none")
             loss = (td * mask).sum() / count  # the valid rows of the training steps only
-            check("train/loss", loss, LOSS_CAUSE)
-            for p in params:
-                p.grad = None
-            loss.backward()
-            grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
-            check("train/grad_norm", grad_norm, GRAD_CAUSE)
-            self.optimizer.step()
+            grad_norm = self._gradient_step(loss)
             losses.append(loss.detach())
             q_means.append((q_taken.detach() * mask).sum() / count)
             grad_norms.append(grad_norm)
@@ -523,6 +510,18 @@ class DQN:
             "train/epsilon": self.epsilon,
             "train/learning_rate": lr,
         }
+
+    def _gradient_step(self, loss: Tensor) -> Tensor:
+        """Check the loss, backpropagate, clip, step the optimizer; the gradient norm."""
+        check = self.nan_check.check
+        check("train/loss", loss, LOSS_CAUSE)
+        for p in self.params:
+            p.grad = None
+        loss.backward()
+        grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)
+        check("train/grad_norm", grad_norm, GRAD_CAUSE)
+        self.optimizer.step()
+        return grad_norm
 
     @torch.no_grad()
     def update_target(self) -> None:
