@@ -7,7 +7,8 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl gymnasium==1.4.0 farama-notifications==0.0.4 stable-baselines3==2.9.2
+#       -d .whl gymnasium==1.4.0 farama-notifications==0.0.4 stable-baselines3==2.9.2 \
+#       sb3-contrib==2.9.2
 # (about 0.7 MB). This script installs them, and rlkit itself without build isolation, when
 # .whl/ exists.
 #
