@@ -53,8 +53,10 @@ def eval_seed(train_seed: int, index: int) -> int:
     return train_seed * 7919 + 1_000_003 + index
 
 
-def evaluate_sb3(model: Any, seed: int, episodes: int = EVAL_EPISODES) -> float:
-    """Mean return of ``episodes`` deterministic episodes, one per environment, as rlkit does.
+def evaluate_sb3(model: Any, seed: int, episodes: int = EVAL_EPISODES, *,
+                 env_id: str = ENV_ID) -> float:
+    """Mean return of ``episodes`` deterministic episodes of ``env_id``, one per environment,
+    as rlkit does.
 
     rlkit evaluates on ``min(episodes, 32)`` same-step-autoreset environments reset with
     ``seed`` and counts the first episode of each; this does the same with ``model.predict``.
@@ -65,7 +67,7 @@ def evaluate_sb3(model: Any, seed: int, episodes: int = EVAL_EPISODES) -> float:
 
     n = min(episodes, 32)
     quota = np.array([(episodes + i) // n for i in range(n)])
-    env = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="sync",
+    env = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
     obs, _ = env.reset(seed=seed)
     done_count = np.zeros(n, dtype=np.int64)

@@ -38,7 +38,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import eval_seed, machine, timed_trainer_class  # noqa: E402
+from cartpole_vs_sb3 import (  # noqa: E402
+    eval_seed,
+    evaluate_sb3,
+    machine,
+    timed_trainer_class,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {
@@ -59,36 +64,6 @@ EVAL_EPISODES = 20
 TARGET = -200.0
 """The return the ``wall`` part times (Pendulum)."""
 
-
-# --- evaluation of an SB3 model, as rlkit evaluates ------------------------------------------
-
-
-def evaluate_sb3(model: Any, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> float:
-    """Mean return of the first episode of each of ``min(episodes, 32)`` same-step-autoreset
-    environments reset with ``seed``, acting with ``model.predict(deterministic=True)``."""
-    import gymnasium as gym
-    import numpy as np
-    from gymnasium.vector import AutoresetMode
-
-    n = min(episodes, 32)
-    quota = np.array([(episodes + i) // n for i in range(n)])
-    env = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
-    obs, _ = env.reset(seed=seed)
-    done_count = np.zeros(n, dtype=np.int64)
-    ep_return = np.zeros(n)
-    returns: list[float] = []
-    while (done_count < quota).any():
-        actions, _ = model.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(actions)
-        ep_return += reward
-        finished = terminated | truncated
-        for i in np.flatnonzero(finished & (done_count < quota)):
-            returns.append(float(ep_return[i]))
-        done_count += finished
-        ep_return[finished] = 0.0
-    env.close()
-    return float(np.mean(returns))
 
 
 # --- one trial, in its own process -----------------------------------------------------------
@@ -167,7 +142,8 @@ def sb3_timed_eval(part: str, seed: int, budget: int) -> Any:
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval or self.num_timesteps >= budget:
                 start = time.perf_counter()
-                mean = evaluate_sb3(self.model, ENV_IDS[part], eval_seed(seed, len(self.history)))
+                mean = evaluate_sb3(self.model, eval_seed(seed, len(self.history)),
+                                    env_id=ENV_IDS[part])
                 self.history.append({"step": self.num_timesteps, "return": mean,
                                      "train_s": start - self.started - self.eval_s})
                 self.eval_s += time.perf_counter() - start
