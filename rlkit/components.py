@@ -15,7 +15,7 @@ full key path (``backbone.encoder.channels: ...``). Torch-free: validation never
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -95,9 +95,3 @@ class BackboneChoice:
                               f" Available: {', '.join(names)}.", key=f"{path}.name")
         params: Any = from_data(spec.config, {k: v for k, v in value.items() if k != "name"}, path)
         return cls(spec.name, params, spec)
-
-
-def as_builder(choice: BackboneChoice | None,
-               default: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``choice.build``, or ``default`` where no backbone was named."""
-    return default if choice is None else choice.build

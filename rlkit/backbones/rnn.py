@@ -31,7 +31,6 @@ the module: the same module serves training, evaluation and sequence replay.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -171,8 +170,3 @@ def build_lstm(params: LSTMConfig, observation_space: gym.Space[Any]) -> Recurre
 
 def build_gru(params: GRUConfig, observation_space: gym.Space[Any]) -> RecurrentBackbone:
     return RecurrentBackbone(observation_space, params, "gru")
-
-
-def state_numel(state_shape: tuple[int, ...]) -> int:
-    """Floats in one environment's state."""
-    return math.prod(state_shape)
