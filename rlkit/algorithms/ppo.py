@@ -177,6 +177,14 @@ class ActorCritic(nn.Module):
         return (self.policy_head(features), self.value_head(critic_features).squeeze(-1),
                 new_state)
 
+    def value_step(self, obs: Tensor, state: Tensor) -> Tensor:
+        """``V(obs)`` of ``B`` envs from their states, running only the critic's core (what
+        bootstrapping needs; the state is not advanced)."""
+        critic: Any = self.critic_body
+        core_state = state[:, 0] if self.share_backbone else state[:, 1]
+        features, _ = critic.forward_sequence(obs.unsqueeze(0), core_state, None)
+        return self.value_head(features[0]).squeeze(-1)
+
     def step(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One recurrent step of ``B`` envs: policy output, value and next state."""
         out, value, state = self.sequence(obs.unsqueeze(0), state, None)
@@ -316,7 +324,7 @@ class PPO:
         # CPU, skip the pass when nothing was truncated; on a GPU, asking would stall it.
         if self.device.type != "cpu" or bool(truncated.any()):
             with torch.no_grad():
-                _, boot, _ = self.model.step(transition.next_obs, new_state)
+                boot = self.model.value_step(transition.next_obs, new_state)
         else:
             boot = torch.zeros_like(value)
         self.buffer.add(obs=transition.obs, action=action, reward=transition.reward,
@@ -355,7 +363,7 @@ class PPO:
                 cut &= mask.to(device=cut.device, dtype=torch.bool)
             if bool(cut.any()):
                 with torch.no_grad():
-                    _, boot, _ = self.model.step(buf.next_obs[t], memory.state)
+                    boot = self.model.value_step(buf.next_obs[t], memory.state)
                 buf.boot_value[t] = torch.where(cut, boot, buf.boot_value[t])
                 buf.truncated[t] |= cut
         memory.begin(mask)
@@ -458,7 +466,7 @@ class PPO:
         # from at t + 1: V was computed then. The last step's uses the current state (rows
         # that ended have none to bootstrap from or a stored boot_value), truncated steps the
         # value computed with the state their episode ended in.
-        _, last, _ = self.model.step(buf.next_obs[-1], self.memory.state)
+        last = self.model.value_step(buf.next_obs[-1], self.memory.state)
         following = torch.cat((buf.value[1:], last.unsqueeze(0)))
         return torch.where(buf.truncated, buf.boot_value, following)
 
