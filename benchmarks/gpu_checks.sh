@@ -18,7 +18,9 @@
 #   bash benchmarks/gpu_checks.sh tests recurrent td3_wall
 # Steps: tests, env_throughput, cartpole_gpu_vs_sb3, ppo_throughput, recurrent (PPO + LSTM on
 # the device against sb3-contrib's RecurrentPPO, 5 seeds, reference trials side by side on the
-# CPU cores), td3_wall (benchmarks/ddpg_vs_sb3.py --part wall, trials side by side).
+# CPU cores), td3_wall (benchmarks/ddpg_vs_sb3.py --part wall, trials side by side),
+# a3c_scaling (A3C's env steps/s with 1-16 worker processes on the machine's CPU cores; Ray is
+# not among the wheels, so its backend is measured on the development machine only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-results}"
@@ -87,6 +89,10 @@ else
     wanted td3_wall && step td3_wall python3 benchmarks/ddpg_vs_sb3.py --part wall --seeds 0 1 2 \
         --jobs 6 --out "$out/td3_wall.json" --markdown "$out/td3_wall.md"
 fi
+wanted a3c_scaling && step a3c_scaling python3 benchmarks/a3c_vs_sb3.py --part scaling \
+    --seeds 0 1 2 --budget 200000 --contenders sb3-a2c rlkit-a2c rlkit-a3c-1 rlkit-a3c-2 \
+    rlkit-a3c-4 rlkit-a3c-8 rlkit-a3c-16 --out "$out/a3c_scaling.json" \
+    --markdown "$out/a3c_scaling.md" --plot "$out/a3c_scaling.png"
 echo "failed steps:"; cat "$out/failed.txt"
 [ -s "$out/failed.txt" ] && status=1
 exit $status

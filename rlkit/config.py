@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +79,14 @@ class EnvConfig:
     """A gymnasium id, e.g. ``CartPole-v1`` or ``my_package:MyEnv-v0``."""
     num_envs: int = param(1, ge=1)
     """Environments stepped in parallel."""
-    vectorization: Literal["auto", "sync", "async", "vector_entry_point"] = "auto"
-    """How gymnasium.make_vec batches them: one process (sync), subprocesses (async), or the
-    env's own batched implementation (vector_entry_point); auto picks vector_entry_point for
-    torch-native batched envs and sync for everything else."""
+    vectorization: Literal["auto", "sync", "async", "vector_entry_point", "ray"] = "auto"
+    """How they are batched: gymnasium.make_vec in one process (sync), in subprocesses (async),
+    the env's own batched implementation (vector_entry_point), or sync batches in Ray actors on
+    this machine or a Ray cluster (ray; needs the ``ray`` extra); auto picks vector_entry_point
+    for torch-native batched envs and sync for everything else. Evaluation envs use sync
+    instead of async or ray."""
     autoreset_mode: Literal["same_step", "next_step"] = "same_step"
-    """Gymnasium's autoreset mode for sync/async; vector_entry_point envs use their own."""
+    """Gymnasium's autoreset mode for sync/async/ray; vector_entry_point envs use their own."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the environment's constructor."""
     wrappers: list[WrapperConfig] = field(default_factory=list)
@@ -91,8 +94,16 @@ class EnvConfig:
     imports: list[str] = field(default_factory=list)
     """Modules imported before the env is made (packages that register gymnasium ids)."""
     step_timeout: float | None = param(60.0, gt=0)
-    """With vectorization: async, seconds to wait for the workers per reset or step before the
-    run stops with an error naming the worker (null: wait forever); ignored otherwise."""
+    """With vectorization: async or ray, seconds to wait for the workers per reset or step before
+    the run stops with an error naming the worker (null: wait forever); ignored otherwise. Ray
+    actors get at least 60 s to start."""
+    rollout_workers: int = param(2, ge=1)
+    """With vectorization: ray, the number of Ray actors holding the envs; num_envs is split
+    across them as evenly as possible, so it must be at least rollout_workers. Ignored
+    otherwise."""
+    rollout_worker_cpus: float = param(1.0, gt=0)
+    """With vectorization: ray, the CPUs Ray reserves for each actor; a fraction (0.5) lets
+    several actors share a core. Ignored otherwise."""
 
 
 @dataclass(kw_only=True)
@@ -273,6 +284,7 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
     for name, cls in _SECTIONS.items():
         if name in data:
             kwargs[name] = from_data(cls, data[name], name)
+    _check_env(kwargs["env"])
     # a component may name a backbone in its own parameters (lstm's encoder)
     with backbone_lookup({name: spec for name, (spec, _) in plugins.backbones.items()}):
         for name in _COMPONENTS:
@@ -283,6 +295,23 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
             if component is not None:
                 kwargs[name] = component
     return Experiment(**kwargs)
+
+
+def _check_env(env: EnvConfig) -> None:
+    """Checks across the keys of ``env``: ``vectorization: ray`` needs Ray installed and at
+    least one env per rollout worker."""
+    if env.vectorization != "ray":
+        return
+    if importlib.util.find_spec("ray") is None:  # found, not imported: that takes seconds
+        raise ConfigError("env.vectorization: 'ray' needs Ray, which is not installed; install "
+                          "it with pip install -e \".[ray]\" (or pip install \"rlkit[ray]\"), "
+                          "or use sync or async.", key="env.vectorization")
+    if env.rollout_workers > env.num_envs:
+        raise ConfigError(
+            f"env.rollout_workers: {env.rollout_workers} Ray actors cannot share "
+            f"env.num_envs: {env.num_envs} env{'s' if env.num_envs != 1 else ''} (each holds at "
+            f"least one); lower env.rollout_workers to at most {env.num_envs}, or raise "
+            f"env.num_envs.", key="env.rollout_workers")
 
 
 def _component(section: str, raw: Any, plugins: Plugins) -> ComponentConfig | None:

@@ -16,9 +16,10 @@ Either way :meth:`TorchVectorEnv.step` returns a :class:`Step` whose ``next_obs`
 next observation (final observation where an episode ended) for learning, and whose ``obs`` is
 what to act on next.
 
-Environments in subprocesses (``vectorization: async``) are waited for at most
-``step_timeout`` seconds per reset or step; a worker that hangs, dies or raises ends the run
-with an :class:`EnvError` naming the worker and what happened to it.
+Environments in subprocesses (``vectorization: async``) or Ray actors (``vectorization: ray``,
+see :mod:`rlkit.ray_envs`) are waited for at most ``step_timeout`` seconds per reset or step; a
+worker that hangs, dies or raises ends the run with an :class:`EnvError` naming the worker and
+what happened to it.
 
 What an env section may import or call is decided here too. Wrapper names resolve only to
 subclasses of :class:`gymnasium.Wrapper`, never to any other callable. A config stored in a run
@@ -38,7 +39,7 @@ import multiprocessing
 import re
 import signal
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -112,14 +113,19 @@ class EnvOptions:
     wrappers: tuple[tuple[str, dict[str, Any]], ...] = ()
     imports: tuple[str, ...] = ()
     step_timeout: float | None = 60.0
-    """Seconds to wait for async workers per reset or step (``None``: forever)."""
+    """Seconds to wait for async workers or Ray actors per reset or step (``None``: forever)."""
+    rollout_workers: int = 2
+    """With ``vectorization="ray"``: Ray actors holding the envs (at most the number of envs)."""
+    rollout_worker_cpus: float = 1.0
+    """With ``vectorization="ray"``: CPUs Ray reserves for each actor."""
 
 
 class TorchVectorEnv:
     """A gymnasium ``VectorEnv`` whose inputs and outputs are tensors on ``device``.
 
     :param step_timeout: for an :class:`~gymnasium.vector.AsyncVectorEnv`, seconds to wait for
-        its workers per reset or step before raising :class:`EnvError` (``None``: forever).
+        its workers per reset or step before raising :class:`EnvError` (``None``: forever); a
+        :class:`~rlkit.ray_envs.RayVectorEnv` applies its own.
     """
 
     def __init__(self, env: gym.vector.VectorEnv, device: torch.device | str = "cpu", *,
@@ -240,7 +246,8 @@ class TorchVectorEnv:
     # --- exact resume --------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The environments' internal state (raises SnapshotUnsupported for async envs)."""
+        """The environments' internal state (raises SnapshotUnsupported for async and Ray
+        envs, whose state lives in other processes)."""
         return {"env": snapshot.capture(self.env), "prev_done": self._prev_done.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -333,7 +340,9 @@ def make_env(
         for i, (name, wkwargs) in enumerate(options.wrappers)
     ]
     try:
-        if vectorization == "vector_entry_point":
+        if vectorization == "ray":
+            env = _ray_env(options, n, wrappers, kwargs, capped=num_envs is not None)
+        elif vectorization == "vector_entry_point":
             if wrappers:
                 raise ConfigError("env.wrappers: wrappers apply to single envs and cannot be "
                                   "used with vectorization: vector_entry_point; use sync.",
@@ -346,7 +355,7 @@ def make_env(
             env = gym.make_vec(options.id, num_envs=n, vectorization_mode=vectorization,
                                vector_kwargs={"autoreset_mode": mode},
                                wrappers=wrappers or None, **kwargs)
-    except ConfigError:
+    except (ConfigError, EnvError):
         raise
     except Exception as exc:
         asked = allocation_failure(exc)
@@ -357,8 +366,30 @@ def make_env(
                 f"{tried or 'their state'} failed); lower {size_key.rpartition('.')[2]}.",
                 key=size_key) from None
         raise _make_error(options.id, kwargs, vectorization, exc) from None
-    timeout = options.step_timeout if vectorization == "async" else None
+    timeout = options.step_timeout if vectorization in ("async", "ray") else None
     return TorchVectorEnv(env, device, step_timeout=timeout)
+
+
+def _ray_env(options: EnvOptions, n: int, wrappers: Sequence[Callable[..., Any]],
+             kwargs: dict[str, Any], *, capped: bool) -> gym.vector.VectorEnv[Any, Any, Any]:
+    """``n`` envs in ``options.rollout_workers`` Ray actors (at most ``n`` of them where the
+    caller chose ``n``); Ray is imported only here, as an optional extra."""
+    try:
+        from rlkit.ray_envs import RayVectorEnv
+    except ImportError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "ray":
+            raise
+        raise ConfigError(f"env.vectorization: 'ray' needs Ray, which is not installed "
+                          f"({exc}); install it with pip install -e \".[ray]\" (or "
+                          f"pip install \"rlkit[ray]\"), or use sync or async.",
+                          key="env.vectorization") from None
+    workers = min(options.rollout_workers, n) if capped else options.rollout_workers
+    mode = (AutoresetMode.SAME_STEP if options.autoreset_mode == "same_step"
+            else AutoresetMode.NEXT_STEP)
+    return RayVectorEnv(options.id, n, rollout_workers=workers, autoreset_mode=mode,
+                        wrappers=wrappers, kwargs=kwargs,
+                        imports=options.imports, step_timeout=options.step_timeout,
+                        worker_cpus=options.rollout_worker_cpus)
 
 
 # What each env that gymnasium vectorizes costs at least: a Python env object (sync; CartPole-v1

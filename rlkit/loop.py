@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -67,6 +67,7 @@ from rlkit.failures import (
 from rlkit.interfaces import (
     Algorithm,
     BuildContext,
+    Driver,
     EnvSpec,
     EvalResult,
     Exploration,
@@ -107,7 +108,7 @@ def resolve_device(name: str) -> torch.device:
 def env_options(experiment: Experiment, *, for_eval: bool = False) -> EnvOptions:
     env = experiment.env
     vectorization = env.vectorization
-    if for_eval and vectorization == "async":
+    if for_eval and vectorization in ("async", "ray"):
         vectorization = "sync"
     return EnvOptions(
         id=env.id,
@@ -118,6 +119,8 @@ def env_options(experiment: Experiment, *, for_eval: bool = False) -> EnvOptions
         wrappers=tuple((w.name, w.kwargs) for w in env.wrappers),
         imports=tuple(env.imports),
         step_timeout=env.step_timeout,
+        rollout_workers=env.rollout_workers,
+        rollout_worker_cpus=env.rollout_worker_cpus,
     )
 
 
@@ -306,6 +309,7 @@ class Trainer:
         self.checkpoint_step: int | None = None
         """The env step of ``checkpoints/latest.pt`` (None before the first checkpoint)."""
         self._stop_signal: str | None = None
+        self._mid_step = False  # True from act() until update() returns: the state may be half-new
         self._logger: RunLogger | None = None  # the running loop's, flushed at each checkpoint
         self.info = RunInfo(run_dir=self.run_dir, config=experiment.to_data(),
                             algorithm=experiment.algorithm.name, seed=train.seed,
@@ -366,7 +370,9 @@ class Trainer:
                                         lengths=tuple(t["last_eval"][1]))
         with ckpt.restoring(path, "trainer.episode_stats"):
             self.stats.load_state_dict(t["episode_stats"])
-        if state["env"] is not None:
+        if state["obs"] is None:
+            pass  # a driven run (A3C): its envs live in its workers, whose state the agent holds
+        elif state["env"] is not None:
             with ckpt.restoring(path, "env"):
                 self.env.load_state_dict(state["env"])
                 self.obs = state["obs"].to(self.device)
@@ -424,11 +430,32 @@ class Trainer:
         A run that reached its target before and is continued (``--resume``, or ``run()``
         again) trains on to its budget: the target no longer stops it.
         """
-        exp, train = self.experiment, self.experiment.train
-        resumed = self.obs is not None
+        return self._run_loop(self._step_loop, max_steps)
+
+    def driven_loop(self, driver: Driver, max_steps: int | None = None) -> dict[str, Any]:
+        """The loop for a run whose env steps happen elsewhere -- worker processes or Ray
+        actors that learn on their own (A3C) -- with the same logging, evaluation, early stop,
+        checkpoints, signals and summary as :meth:`default_loop`.
+
+        The workers run until the next evaluation or checkpoint is due, then hold
+        (:meth:`Driver.run_until <rlkit.specs.Driver.run_until>`) while the trainer evaluates
+        and checkpoints ``self.agent`` -- which the driver keeps up to date -- and run on. A
+        stop (Ctrl-C, SIGTERM, the budget, the target) holds them, checkpoints, and closes the
+        driver; so does an error, before the crash checkpoint is written.
+        """
+        return self._run_loop(lambda logger, limit, stop_at_target: self._driven(
+            driver, logger, limit, stop_at_target), max_steps)
+
+    def _run_loop(self, body: Callable[[RunLogger, int, bool], None],
+                  max_steps: int | None) -> dict[str, Any]:
+        """What every loop shares: the logger, signals, lifecycle hooks, the final evaluation
+        and checkpoint, ``summary.json``, and the crash handling around ``body(logger, limit,
+        stop_at_target)``, which trains until ``limit`` env steps, the target or a stop."""
+        train = self.experiment.train
+        resumed = self.env_steps > 0 or self.obs is not None
         self.error, self.hooks.stopping = None, False
         logger: RunLogger | None = None
-        mid_step = False  # True from act() until update() returns: the state may be half-new
+        self._mid_step = False
         try:
             logger = RunLogger(self.run_dir, train.total_steps, progress=self.progress,
                                purge_step=self.env_steps if resumed else None,
@@ -438,14 +465,7 @@ class Trainer:
                 if not resumed:
                     logger.text("config", "```\n" + yaml.safe_dump(self.info.config,
                                                                    sort_keys=False) + "\n```")
-                    self.obs = self.env.reset(seed=train.seed)
                 self.hooks.fire("run_started", run=self.info)
-                n = self.env.num_envs
-                eval_every = exp.eval.every
-                next_eval = _next_multiple(self.env_steps, eval_every)
-                next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-                next_log = _next_multiple(self.env_steps, train.log_every)
-                next_train_log = self.env_steps
                 limit = train.total_steps if max_steps is None else min(max_steps,
                                                                         train.total_steps)
                 stop_at_target = not self.target_reached
@@ -453,49 +473,9 @@ class Trainer:
                     self._evaluate(logger)
                     if stop_at_target and self.target_reached:
                         limit = self.env_steps
-                agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
-                obs = self.obs
-                assert obs is not None
                 self._segment_start = self._created if not resumed else time.perf_counter()
-                last_tick, tick_steps = time.perf_counter(), self.env_steps
-                sps = 0.0
-                while self.env_steps < limit and self._stop_signal is None:
-                    mid_step = True
-                    action = agent.act(obs)
-                    step = env.step(action)
-                    if nan.enabled:
-                        nan.check("env/reward", step.reward, f"the environment {exp.env.id!r} "
-                                  f"returned a non-finite reward")
-                        nan.check("env/obs", step.next_obs, f"the environment {exp.env.id!r} "
-                                  f"returned a non-finite observation")
-                    agent.observe(Transition(obs, action, step.reward, step.next_obs,
-                                             step.terminated, step.truncated, step.valid))
-                    stats.record(step.reward, step.terminated, step.truncated, step.valid)
-                    obs = self.obs = step.obs
-                    self.env_steps += n
-                    metrics = agent.update()
-                    mid_step = False
-                    if metrics and self.env_steps >= next_train_log:
-                        next_train_log = self.env_steps + train.log_every
-                        logger.scalars(metrics, self.env_steps)
-                        self.hooks.fire("update_finished", run=self.info, step=self.env_steps,
-                                        metrics=metrics)
-                    if self.env_steps >= next_log:
-                        next_log = _next_multiple(self.env_steps, train.log_every)
-                        now = time.perf_counter()
-                        sps = (self.env_steps - tick_steps) / max(now - last_tick, 1e-9)
-                        last_tick, tick_steps = now, self.env_steps
-                        nan.flush()
-                        self._log_rollout(logger, sps)
-                    if eval_every and self.env_steps >= next_eval:
-                        next_eval = _next_multiple(self.env_steps, eval_every)
-                        self._evaluate(logger)
-                        if stop_at_target and self.target_reached:
-                            break
-                    if train.checkpoint_every and self.env_steps >= next_ckpt:
-                        next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-                        self._checkpoint(periodic=True)
-                nan.flush()
+                body(logger, limit, stop_at_target)
+                self.nan_check.flush()
                 if self._stop_signal is not None:
                     self.status = "interrupted"
                 elif stop_at_target and self.target_reached:
@@ -522,7 +502,7 @@ class Trainer:
                     raise
                 raise replacement from second
         except BaseException as exc:
-            replacement = self._crashed(exc, logger, consistent=not mid_step)
+            replacement = self._crashed(exc, logger, consistent=not self._mid_step)
             if replacement is None:
                 raise
             raise replacement from exc
@@ -531,6 +511,104 @@ class Trainer:
         finally:
             logger.close()
         return summary
+
+    def _step_loop(self, logger: RunLogger, limit: int, stop_at_target: bool) -> None:
+        """act -> env.step -> observe -> update until ``limit``, the target or a stop; every
+        step inside it is "mid step" (a crash there leaves a half-new state)."""
+        exp, train = self.experiment, self.experiment.train
+        if self.obs is None:
+            self.obs = self.env.reset(seed=train.seed)
+        n = self.env.num_envs
+        eval_every = exp.eval.every
+        next_eval = _next_multiple(self.env_steps, eval_every)
+        next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
+        next_log = _next_multiple(self.env_steps, train.log_every)
+        next_train_log = self.env_steps
+        agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
+        obs = self.obs
+        last_tick, tick_steps = time.perf_counter(), self.env_steps
+        sps = 0.0
+        while self.env_steps < limit and self._stop_signal is None:
+            self._mid_step = True
+            action = agent.act(obs)
+            step = env.step(action)
+            if nan.enabled:
+                nan.check("env/reward", step.reward, f"the environment {exp.env.id!r} "
+                          f"returned a non-finite reward")
+                nan.check("env/obs", step.next_obs, f"the environment {exp.env.id!r} "
+                          f"returned a non-finite observation")
+            agent.observe(Transition(obs, action, step.reward, step.next_obs,
+                                     step.terminated, step.truncated, step.valid))
+            stats.record(step.reward, step.terminated, step.truncated, step.valid)
+            obs = self.obs = step.obs
+            self.env_steps += n
+            metrics = agent.update()
+            self._mid_step = False
+            if metrics and self.env_steps >= next_train_log:
+                next_train_log = self.env_steps + train.log_every
+                logger.scalars(metrics, self.env_steps)
+                self.hooks.fire("update_finished", run=self.info, step=self.env_steps,
+                                metrics=metrics)
+            if self.env_steps >= next_log:
+                next_log = _next_multiple(self.env_steps, train.log_every)
+                now = time.perf_counter()
+                sps = (self.env_steps - tick_steps) / max(now - last_tick, 1e-9)
+                last_tick, tick_steps = now, self.env_steps
+                nan.flush()
+                self._log_rollout(logger, sps)
+            if eval_every and self.env_steps >= next_eval:
+                next_eval = _next_multiple(self.env_steps, eval_every)
+                self._evaluate(logger)
+                if stop_at_target and self.target_reached:
+                    return
+            if train.checkpoint_every and self.env_steps >= next_ckpt:
+                next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
+                self._checkpoint(periodic=True)
+
+    def _driven(self, driver: Driver, logger: RunLogger, limit: int,
+                stop_at_target: bool) -> None:
+        """:meth:`driven_loop`'s body: run the driver's workers to each evaluation or
+        checkpoint, hold them there, do it, and go on; the driver is closed on the way out."""
+        exp, train = self.experiment, self.experiment.train
+        eval_every = exp.eval.every
+        next_eval = _next_multiple(self.env_steps, eval_every)
+        next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
+        next_log = _next_multiple(self.env_steps, train.log_every)
+        next_train_log = self.env_steps
+        last_tick, tick_steps = time.perf_counter(), self.env_steps
+        try:
+            driver.start()
+            while self.env_steps < limit and self._stop_signal is None:
+                due = min(limit, next_eval if eval_every else limit,
+                          next_ckpt if train.checkpoint_every else limit)
+                for progress in driver.run_until(due, lambda: self._stop_signal is not None):
+                    self.env_steps = progress.env_steps
+                    self.stats.add_finished(progress.returns, progress.length_sum)
+                    for message in progress.messages:
+                        logger.message(message)
+                    if progress.metrics and self.env_steps >= next_train_log:
+                        next_train_log = self.env_steps + train.log_every
+                        logger.scalars(dict(progress.metrics), self.env_steps)
+                        self.hooks.fire("update_finished", run=self.info, step=self.env_steps,
+                                        metrics=dict(progress.metrics))
+                    if self.env_steps >= next_log:
+                        next_log = _next_multiple(self.env_steps, train.log_every)
+                        now = time.perf_counter()
+                        sps = (self.env_steps - tick_steps) / max(now - last_tick, 1e-9)
+                        last_tick, tick_steps = now, self.env_steps
+                        self._log_rollout(logger, sps)
+                if self._stop_signal is not None:
+                    break
+                if eval_every and self.env_steps >= next_eval:
+                    next_eval = _next_multiple(self.env_steps, eval_every)
+                    self._evaluate(logger)
+                    if stop_at_target and self.target_reached:
+                        return
+                if train.checkpoint_every and self.env_steps >= next_ckpt:
+                    next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
+                    self._checkpoint(periodic=True)
+        finally:
+            driver.close()
 
     # --- how a run ends ------------------------------------------------------------------
 
@@ -680,7 +758,8 @@ class Trainer:
         """
         directory = self.run_dir / "checkpoints"
         try:
-            env_state: dict[str, Any] | None = self.env.state_dict() if exact else None
+            env_state: dict[str, Any] | None = (
+                self.env.state_dict() if exact and self.obs is not None else None)
         except SnapshotUnsupported:
             env_state = None
         state = {

@@ -64,6 +64,21 @@ class EpisodeStats:
         self.ep_return.masked_fill_(done, 0.0)
         self.ep_length.masked_fill_(done, 0)
 
+    def add_finished(self, returns: list[float] | tuple[float, ...], length_sum: int) -> None:
+        """Count episodes that finished elsewhere (in worker processes): their returns and
+        summed lengths join the next :meth:`drain`."""
+        if not returns:
+            return
+        if self.sync_free:
+            for value in returns:  # rare (workers report a few times a second): loop is fine
+                self._ring[int(self._count) % self.RING] = value
+                self._count += 1
+        else:
+            self.finished.extend(float(r) for r in returns)
+            self._count += len(returns)
+        self._sum += float(sum(returns))
+        self._len_sum += int(length_sum)
+
     def drain(self) -> tuple[dict[str, float], list[float]]:
         """Mean return/length of episodes finished since the last drain, and their returns."""
         count = int(self._count)

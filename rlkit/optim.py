@@ -164,6 +164,22 @@ class Optimizer:
         if self.state:
             self._init_state()
 
+    def share_memory(self) -> Optimizer:
+        """Create every parameter's state now and move it to shared memory, so that processes
+        given this optimizer (pickled by ``torch.multiprocessing`` together with the
+        parameters, themselves shared) all update the same statistics -- the shared RMSprop or
+        Adam of A3C (Mnih et al., 2016). Returns ``self``."""
+        if isinstance(self, SGD) and self.defaults["momentum"]:
+            raise ValueError("sgd with momentum creates its buffers at the first step and "
+                             "cannot share them between processes; use adam or rmsprop")
+        self._init_state()
+        for entry in self.state.values():
+            for value in entry.values():
+                value.share_memory_()  # the step counts are views of one shared tensor
+        for counts in self._steps.values():
+            counts.share_memory_()
+        return self
+
     # --- for subclasses ------------------------------------------------------------------
 
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rlkit.errors import PluginError
 
@@ -33,6 +33,8 @@ __all__ = [
     "EvalResult",
     "ExplorationSpec",
     "RunInfo",
+    "Driver",
+    "Progress",
     "RunnerSpec",
     "resolve_reference",
 ]
@@ -150,6 +152,50 @@ class RunnerSpec:
     algorithms: tuple[str, ...]
     run: Callable[[Any, int | None], dict[str, Any]]
     description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """What the workers of a driven loop (:meth:`rlkit.loop.Trainer.driven_loop`) did since
+    the previous report.
+
+    :param env_steps: env steps of the whole run so far, all workers together.
+    :param returns: the returns of the episodes that finished since the previous report.
+    :param length_sum: the summed lengths of those episodes.
+    :param metrics: the latest training metrics (``train/...``), empty when nobody learned.
+    :param messages: events to show the user (a worker that failed and was restarted, ...).
+    :param held: every worker holds: it has stopped at a step boundary at or past the step
+        asked for (or because a stop was asked for) and waits; the run's state is consistent.
+    """
+
+    env_steps: int
+    returns: tuple[float, ...] = ()
+    length_sum: int = 0
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    messages: tuple[str, ...] = ()
+    held: bool = False
+
+
+class Driver(Protocol):
+    """Workers that produce a run's env steps outside the trainer's process or thread (A3C's
+    worker processes, Ray actors), driven by :meth:`rlkit.loop.Trainer.driven_loop`, which
+    keeps logging, evaluation, checkpoints, early stop and signals as for every run."""
+
+    def start(self) -> None:
+        """Start the workers (they hold until the first :meth:`run_until`)."""
+
+    def run_until(self, step: int, stop: Callable[[], bool]) -> Iterator[Progress]:
+        """Let the workers run until the run has done ``step`` env steps, then hold them.
+
+        Yields a :class:`Progress` now and then (at least every second while workers run),
+        the last one with ``held=True``. When ``stop()`` turns true, the workers hold at their
+        next step boundary instead. A worker that fails is restarted or ends the run with an
+        exception naming it (the driver's policy); the waits are bounded.
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop every worker and release what they hold (bounded, idempotent)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,6 +74,18 @@ CASES: dict[tuple[str, str], dict[str, Any]] = {
                      "params": {"learning_starts": 64, "train_freq": 16, "gradient_steps": 2,
                                 "batch_size": 16, "buffer_size": 200, "seq_len": 4,
                                 "burn_in": 2, "critic_head_sizes": [16]}},
+    ("a2c", "discrete"): {"env_id": "CartPole-v1", "steps": 200, "params": {"n_steps": 5}},
+    ("a2c", "continuous"): {"env_id": "Pendulum-v1", "steps": 200, "params": {"n_steps": 5}},
+    ("a2c", "gru-cnn-breakout"): {"env_id": "rlkit/Breakout-v0", "steps": 128,
+                                 "backbone": {"name": "gru", "hidden_size": 16,
+                                              "encoder": MINATAR_CNN},
+                                 "params": {"n_steps": 8, "share_backbone": True}},
+    # one worker: A3C's runs are reproducible and resume exactly (several workers are not)
+    ("a3c", "one-worker"): {"env_id": "CartPole-v1", "steps": 200,
+                           "params": {"n_steps": 5, "num_workers": 1}},
+    ("a3c", "lstm-one-worker"): {"env_id": "rlkit/CartPoleNoVel-v1", "steps": 160,
+                                "backbone": {"name": "lstm", "hidden_size": 16},
+                                "params": {"n_steps": 8, "num_workers": 1}},
     ("qlearning", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
     ("sarsa", "frozenlake"): {"env_id": "FrozenLake-v1", "steps": 400, "env": FROZEN_LAKE},
 }

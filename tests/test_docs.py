@@ -37,7 +37,8 @@ def test_every_builtin_plugin_key_is_in_the_guide(plugins):
     headings = {"qlearning": "algorithm: qlearning and sarsa",
                 "sarsa": "algorithm: qlearning and sarsa",
                 "lstm": "backbone: lstm and gru", "gru": "backbone: lstm and gru",
-                "ddpg": "algorithm: ddpg and td3", "td3": "algorithm: ddpg and td3"}
+                "ddpg": "algorithm: ddpg and td3", "td3": "algorithm: ddpg and td3",
+                "a2c": "algorithm: a2c and a3c", "a3c": "algorithm: a2c and a3c"}
     for kind, table in (("algorithm", plugins.algorithms), ("backbone", plugins.backbones),
                         ("exploration", plugins.exploration)):
         for name, (spec, provider) in table.items():

@@ -20,14 +20,18 @@ def test_the_documented_experiments_exist():
     assert {"cartpole.yaml", "cartpole_dqn.yaml", "frozenlake_qlearning.yaml",
             "taxi_sarsa.yaml", "cartpole_gpu.yaml", "pendulum_gpu.yaml", "pendulum_ddpg.yaml",
             "pendulum_td3.yaml", "pendulum_td3_gpu.yaml", "mountaincar_continuous_td3.yaml",
-            "halfcheetah_td3.yaml"} <= names
+            "halfcheetah_td3.yaml", "cartpole_a2c.yaml", "cartpole_a3c.yaml",
+            "cartpole_a3c_ray.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_experiment_explains_itself_validates_and_runs(path, plugins, tmp_path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# "), f"{path.name} should start with a comment explaining it"
-    env = yaml.safe_load(path.read_text()).get("env", {})
+    data = yaml.safe_load(path.read_text())
+    env = data.get("env", {})
+    if data["algorithm"].get("backend") == "ray" and importlib.util.find_spec("ray") is None:
+        pytest.skip(f"{path.name} needs Ray (pip install 'rlkit[ray]')")
     for module in env.get("imports", []):
         if importlib.util.find_spec(module) is None:  # an optional extra, such as minigrid
             pytest.skip(f"{path.name} needs {module!r} (not installed)")

@@ -26,6 +26,12 @@ def register_algorithms(register: Callable[..., None]) -> None:
     register("td3", "rlkit.algorithms.ddpg:TD3Config", "rlkit.algorithms.ddpg:build_ddpg",
              description="Twin Delayed DDPG: clipped double-Q, delayed policy updates, target "
                          "policy smoothing.")
+    register("a2c", "rlkit.algorithms.a3c:A2CConfig", "rlkit.algorithms.a3c:build_a2c",
+             description="Advantage actor-critic, synchronous: one gradient step per batched "
+                         "n-step rollout.")
+    register("a3c", "rlkit.algorithms.a3c:A3CConfig", "rlkit.algorithms.a3c:build_a2c",
+             description="Asynchronous advantage actor-critic: workers apply their gradients "
+                         "to a shared model.")
     register("qlearning", "rlkit.algorithms.tabular:QLearningConfig",
              "rlkit.algorithms.tabular:build_qlearning",
              description="Tabular Q-learning: off-policy one-step TD control (discrete "

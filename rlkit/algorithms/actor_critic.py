@@ -1,0 +1,152 @@
+"""The actor-critic network of the policy-gradient algorithms (PPO, A2C, A3C): a policy head
+(categorical logits for Discrete actions, a diagonal Gaussian mean with a learned,
+state-independent log standard deviation for Box actions) and a value head on top of one shared
+backbone or one backbone each, feed-forward or recurrent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from rlkit.interfaces import is_recurrent
+from rlkit.validation import IncompatibleError
+
+__all__ = ["ActorCritic"]
+
+
+class ActorCritic(nn.Module):
+    """Policy and value heads on top of one or two backbones."""
+
+    def __init__(
+        self,
+        make_backbone: Callable[[gym.Space[Any]], nn.Module],
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        share_backbone: bool,
+        log_std_init: float,
+        algorithm: str = "ppo",
+    ) -> None:
+        super().__init__()
+        self.actor_body = make_backbone(observation_space)
+        self.critic_body = self.actor_body if share_backbone else make_backbone(observation_space)
+        self.share_backbone = share_backbone
+        self.recurrent = is_recurrent(self.actor_body)
+        if self.recurrent:
+            # one state per core: (1 or 2, *core state), actor's first
+            cores = 1 if share_backbone else 2
+            core_shape: tuple[int, ...] = tuple(self.actor_body.state_shape)  # type: ignore[arg-type]
+            self.state_shape: tuple[int, ...] = (cores, *core_shape)
+        width = _output_dim(self.actor_body)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if isinstance(action_space, gym.spaces.Discrete):
+            out = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            out = int(math.prod(action_space.shape))
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+        else:
+            raise IncompatibleError("algorithm.name", f"{algorithm!r} supports Discrete and Box "
+                                    f"action spaces, not {action_space}")
+        self.policy_head = nn.Linear(width, out)
+        self.value_head = nn.Linear(_output_dim(self.critic_body), 1)
+        nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
+        nn.init.zeros_(self.policy_head.bias)
+        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(policy output, value)``: logits or Gaussian mean, and ``V(obs)`` of shape (B,)."""
+        features = self.actor_body(obs)
+        critic_features = features if self.share_backbone else self.critic_body(obs)
+        return self.policy_head(features), self.value_head(critic_features).squeeze(-1)
+
+    def policy(self, obs: Tensor) -> Tensor:
+        """The policy output alone (logits or Gaussian mean): acting greedily needs no value."""
+        return self.policy_head(self.actor_body(obs))
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.value_head(self.critic_body(obs)).squeeze(-1)
+
+    # --- recurrent cores -----------------------------------------------------------------
+
+    def initial_state(self, batch: int) -> Tensor:
+        """Zeros ``(batch, *state_shape)`` on the model's device."""
+        return torch.zeros((batch, *self.state_shape), device=self.value_head.weight.device)
+
+    def sequence(self, obs: Tensor, state: Tensor,
+                 starts: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Recurrent forward over ``T`` steps: observations ``(T, B, ...)``, states ``(B,
+        *state_shape)``, episode starts ``(T, B)`` (None: none) -> policy outputs ``(T, B,
+        ...)``, values ``(T, B)`` and the states after the last step."""
+        actor: Any = self.actor_body
+        features, actor_state = actor.forward_sequence(obs, state[:, 0], starts)
+        if self.share_backbone:
+            critic_features, new_state = features, actor_state.unsqueeze(1)
+        else:
+            critic: Any = self.critic_body
+            critic_features, critic_state = critic.forward_sequence(obs, state[:, 1], starts)
+            new_state = torch.stack((actor_state, critic_state), dim=1)
+        return (self.policy_head(features), self.value_head(critic_features).squeeze(-1),
+                new_state)
+
+    def value_step(self, obs: Tensor, state: Tensor) -> Tensor:
+        """``V(obs)`` of ``B`` envs from their states, running only the critic's core (what
+        bootstrapping needs; the state is not advanced)."""
+        critic: Any = self.critic_body
+        core_state = state[:, 0] if self.share_backbone else state[:, 1]
+        features, _ = critic.forward_sequence(obs.unsqueeze(0), core_state, None)
+        return self.value_head(features[0]).squeeze(-1)
+
+    def step(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One recurrent step of ``B`` envs: policy output, value and next state."""
+        out, value, state = self.sequence(obs.unsqueeze(0), state, None)
+        return out[0], value[0], state
+
+    def log_prob_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        if self.discrete:
+            log_p = torch.log_softmax(out, dim=-1)
+            entropy = -(log_p.exp() * log_p).sum(-1)
+            return _categorical_log_prob(log_p, actions), entropy
+        log_std = self.log_std.expand_as(out)
+        log_prob = _gaussian_log_prob((actions - out) * torch.exp(-log_std), log_std)
+        entropy = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
+        return log_prob, entropy
+
+    def sample(self, out: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """An action drawn from the policy and its log-probability (no entropy: acting does
+        not need it)."""
+        if self.discrete:  # Gumbel-max: one uniform draw per logit, no distribution objects
+            log_p = torch.log_softmax(out, dim=-1)
+            u = torch.rand(out.shape, generator=generator, device=out.device)
+            action = torch.argmax(log_p - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
+            return action, _categorical_log_prob(log_p, action)
+        z = torch.randn(out.shape, generator=generator, device=out.device)
+        return out + z * self.log_std.exp(), _gaussian_log_prob(z, self.log_std)
+
+    def mode(self, out: Tensor) -> Tensor:
+        return torch.argmax(out, dim=-1) if self.discrete else out
+
+
+def _categorical_log_prob(log_p: Tensor, actions: Tensor) -> Tensor:
+    """``log pi(a)`` of each row's action, from the log-softmax ``log_p`` ``(B, n)``."""
+    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _gaussian_log_prob(z: Tensor, log_std: Tensor) -> Tensor:
+    """``log pi(a)`` of a diagonal Gaussian from the standardised action
+    ``z = (a - mean) / std``, summed over the action dimensions."""
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def _output_dim(backbone: nn.Module) -> int:
+    """A backbone's feature width (its ``output_dim`` attribute)."""
+    width = backbone.output_dim
+    if not isinstance(width, int):
+        raise TypeError(f"backbone {type(backbone).__name__} must have an int output_dim")
+    return width
