@@ -82,9 +82,12 @@ class CommandRegistry:
     turn), so that a command defined twice is reported with both providers.
     """
 
-    def __init__(self, subparsers: Any, provider: str = "rlkit") -> None:
+    def __init__(self, subparsers: Any, provider: str = "rlkit",
+                 plugins: Plugins | None = None) -> None:
         self._subparsers = subparsers
         self.provider = provider
+        self.plugins = plugins
+        """The plugin session the command line runs with (for commands that train or load)."""
         self.commands: dict[str, Callable[[argparse.Namespace], int]] = {}
         self.providers: dict[str, str] = {}
 
@@ -405,7 +408,8 @@ def build_parser(plugins: Plugins) -> tuple[argparse.ArgumentParser, CommandRegi
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rlkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    registry = CommandRegistry(sub, provider=f"rlkit {__version__} (built-in command)")
+    registry = CommandRegistry(sub, provider=f"rlkit {__version__} (built-in command)",
+                               plugins=plugins)
 
     def bound(run: Callable[[argparse.Namespace, Plugins], int]) -> Callable[..., int]:
         return lambda args: run(args, plugins)

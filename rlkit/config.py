@@ -45,6 +45,7 @@ from rlkit.validation import (
 __all__ = [
     "ComponentConfig",
     "ConfigError",
+    "EnvChangeConfig",
     "EnvConfig",
     "EvalConfig",
     "Experiment",
@@ -69,6 +70,20 @@ class WrapperConfig:
     """``module:Class`` or a dotted path, e.g. ``gymnasium.wrappers.ClipReward``."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the wrapper's constructor."""
+
+
+@dataclass(kw_only=True)
+class EnvChangeConfig:
+    """A change of the environments' parameters during the run (training and evaluation envs
+    alike)."""
+
+    at_step: int = param(ge=0)
+    """The env step (summed over parallel envs) from which the envs run with the new values:
+    they are set at the first step boundary where at least this many steps are done."""
+    set: dict[str, Any]
+    """Parameter names and their new values, e.g. ``{gravity: 15.0, length: 1.0}``: for
+    rlkit's torch-native envs, the physical parameters their ``settable_params`` name; for
+    other gymnasium envs, attributes of the unwrapped env (the ones its step reads)."""
 
 
 @dataclass(kw_only=True)
@@ -104,6 +119,10 @@ class EnvConfig:
     rollout_worker_cpus: float = param(1.0, gt=0)
     """With vectorization: ray, the CPUs Ray reserves for each actor; a fraction (0.5) lets
     several actors share a core. Ignored otherwise."""
+    changes: list[EnvChangeConfig] = field(default_factory=list)
+    """Parameter changes during the run, in order of strictly increasing ``at_step``, each
+    ``{at_step: N, set: {name: value, ...}}``; a name the env cannot set is refused before the
+    run starts. Not with vectorization: ray."""
 
 
 @dataclass(kw_only=True)
@@ -134,6 +153,19 @@ class TrainConfig:
 
 
 @dataclass(kw_only=True)
+class RollbackConfig:
+    """Restore the best policy seen in evaluation when evaluation collapses."""
+
+    drop: float = param(0.5, gt=0.0)
+    """A collapse is an evaluation return below ``best - drop * |best|`` (0.5: lost half of
+    the best return), and at least ``min_drop`` below the best."""
+    min_drop: float = param(0.0, ge=0.0)
+    """The smallest fall, in return units, that counts as a collapse (for returns near 0)."""
+    patience: int = param(2, ge=1)
+    """Consecutive collapsed evaluations before the best policy is restored."""
+
+
+@dataclass(kw_only=True)
 class EvalConfig:
     """Periodic evaluation on separate environment instances."""
 
@@ -147,6 +179,31 @@ class EvalConfig:
     """Act greedily / with the distribution's mean."""
     target_return: float | None = None
     """Stop training as soon as the mean evaluation return reaches this."""
+    rollback: RollbackConfig | None = None
+    """Keep the best policy seen in evaluation and restore it, with its optimizer state, when
+    evaluation collapses (``{drop: 0.5, patience: 2}``); null: never."""
+
+
+@dataclass(kw_only=True)
+class InitFromConfig:
+    """Start from a trained agent's weights (fine-tuning) instead of from scratch."""
+
+    path: str
+    """A run directory (its latest checkpoint) or a checkpoint file."""
+    transfer: Literal["all", "backbone"] = "all"
+    """all: every network as it was; backbone: only the backbones (feature extractors), with
+    fresh heads -- when the action space or the heads' shapes differ."""
+    freeze_backbone_steps: int = param(0, ge=0)
+    """Keep the transferred backbones frozen for this many env steps (0: train them at once)."""
+    optimizer: Literal["keep", "reset"] = "reset"
+    """keep: continue with the trained optimizer's state (moments, step counts; needs
+    transfer: all); reset: a fresh optimizer."""
+    buffer: Literal["keep", "reset"] = "reset"
+    """keep: start with the trained run's replay buffer (off-policy algorithms, same buffer
+    size); reset: an empty one."""
+    normalizer: Literal["keep", "reset"] = "keep"
+    """keep: start from the trained run's observation/reward normalisation statistics (the
+    NormalizeObservation / NormalizeReward wrappers of env.wrappers); reset: fresh ones."""
 
 
 @dataclass(kw_only=True)
@@ -178,6 +235,8 @@ class Experiment:
     exploration: ComponentConfig | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    init_from: InitFromConfig | None = None
+    """Fine-tune: the trained agent to start from (``rlkit finetune`` sets it)."""
     source: str | None = None
     """The file it came from (for messages)."""
     overrides: tuple[str, ...] = ()
@@ -203,6 +262,8 @@ class Experiment:
                 out[section] = {"name": comp.name, **to_data(comp.params)}
         for section in ("env", "train", "eval", "run"):
             out[section] = to_data(getattr(self, section))
+        if self.init_from is not None:
+            out["init_from"] = to_data(self.init_from)
         return out
 
 
@@ -211,6 +272,7 @@ _SECTIONS: dict[str, Any] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "run": RunConfig,
+    "init_from": InitFromConfig,
 }
 _COMPONENTS = ("algorithm", "backbone", "exploration")
 
@@ -298,8 +360,10 @@ def resolve(data: Mapping[str, Any], plugins: Plugins, source: str | None = None
 
 
 def _check_env(env: EnvConfig) -> None:
-    """Checks across the keys of ``env``: ``vectorization: ray`` needs Ray installed and at
-    least one env per rollout worker."""
+    """Checks across the keys of ``env``: ``changes`` in order, each setting something, and not
+    with Ray actors; ``vectorization: ray`` needs Ray installed and at least one env per
+    rollout worker."""
+    _check_changes(env)
     if env.vectorization != "ray":
         return
     if importlib.util.find_spec("ray") is None:  # found, not imported: that takes seconds
@@ -312,6 +376,28 @@ def _check_env(env: EnvConfig) -> None:
             f"env.num_envs: {env.num_envs} env{'s' if env.num_envs != 1 else ''} (each holds at "
             f"least one); lower env.rollout_workers to at most {env.num_envs}, or raise "
             f"env.num_envs.", key="env.rollout_workers")
+
+
+def _check_changes(env: EnvConfig) -> None:
+    """``env.changes``: each sets at least one name, their ``at_step`` increase strictly, and
+    the envs are not in Ray actors (whose envs cannot be changed)."""
+    for i, change in enumerate(env.changes):
+        if not change.set:
+            key = f"env.changes[{i}].set"
+            raise ConfigError(f"{key}: nothing to set; name at least one parameter and its new "
+                              f"value, e.g. set: {{gravity: 15.0}}, or remove this change.",
+                              key=key)
+        if i and change.at_step <= env.changes[i - 1].at_step:
+            key = f"env.changes[{i}].at_step"
+            raise ConfigError(
+                f"{key}: {change.at_step} does not come after env.changes[{i - 1}].at_step: "
+                f"{env.changes[i - 1].at_step}; list the changes in order of strictly "
+                f"increasing at_step (merge two changes at the same step into one set).",
+                key=key)
+    if env.changes and env.vectorization == "ray":
+        raise ConfigError("env.changes: envs in Ray actors (vectorization: ray) cannot be "
+                          "changed during a run; use vectorization: sync or async.",
+                          key="env.changes")
 
 
 def _component(section: str, raw: Any, plugins: Plugins) -> ComponentConfig | None:

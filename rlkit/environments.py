@@ -21,6 +21,12 @@ see :mod:`rlkit.ray_envs`) are waited for at most ``step_timeout`` seconds per r
 worker that hangs, dies or raises ends the run with an :class:`EnvError` naming the worker and
 what happened to it.
 
+Parameters of the envs can change between steps (``env.changes``):
+:meth:`TorchVectorEnv.apply_change` calls ``set_params`` on a torch-native batched env, and on
+gymnasium's sync or async envs sets attributes of each env's unwrapped env (through
+``set_params`` where the unwrapped env has it), recomputing the quantities gymnasium's CartPole
+derives from its masses and length.
+
 What an env section may import or call is decided here too. Wrapper names resolve only to
 subclasses of :class:`gymnasium.Wrapper`, never to any other callable. A config stored in a run
 or checkpoint (which may come from anyone) is checked with :func:`refuse_untrusted` before it is
@@ -39,8 +45,9 @@ import multiprocessing
 import re
 import signal
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -254,6 +261,100 @@ class TorchVectorEnv:
         snapshot.restore(self.env, state["env"])
         self._prev_done = state["prev_done"].to(self.device)
 
+    # --- changes during a run -----------------------------------------------------------
+
+    def change_problems(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """What :meth:`apply_change` would refuse in ``values``, by name (empty: nothing):
+        for a torch-native batched env, a name outside its ``settable_params`` or a value that
+        is not a finite number; for gymnasium's envs, an attribute the unwrapped env does not
+        have, or a value that is not a number for an attribute that holds one. Nothing is
+        changed.
+
+        :raises ConfigError: naming ``env.changes`` where these envs cannot be changed at all
+            (envs in Ray actors, a batched env without ``set_params``).
+        """
+        kind = self._change_kind()
+        if kind == "native":
+            return dict(self.env.param_problems(dict(values)))  # type: ignore[attr-defined]
+        if kind == "sync":
+            sync: Any = self.env
+            return _attribute_problems(sync.envs[0].unwrapped, values)
+        # async: ask an env built here from the workers' first recipe, not the workers
+        sample = self.env.env_fns[0]()  # type: ignore[attr-defined]
+        try:
+            return _attribute_problems(sample.unwrapped, values)
+        finally:
+            sample.close()
+
+    def apply_change(self, values: Mapping[str, Any]) -> None:
+        """Set ``values`` on every env; the next :meth:`step` uses them.
+
+        A torch-native batched env gets ``set_params(**values)``. Gymnasium's sync and async
+        envs get them as attributes of each env's unwrapped env (``set_params`` where that env
+        has one, as rlkit's torch-native envs behind ``vectorization: sync`` do); after
+        ``masspole``, ``masscart`` or ``length`` of gymnasium's CartPole, its ``total_mass``
+        and ``polemass_length`` are recomputed. Other envs need the attributes their step
+        reads. Async envs set them through gymnasium's ``set_attr``, on the outermost wrapper
+        or env that has the attribute (the unwrapped env unless a wrapper has one of the same
+        name).
+
+        :raises ValueError: for what :meth:`change_problems` reports (torch-native envs).
+        :raises ConfigError: where these envs cannot be changed (see :meth:`change_problems`).
+        """
+        kind = self._change_kind()
+        if kind == "native":
+            self.env.set_params(**values)  # type: ignore[attr-defined]
+        elif kind == "sync":
+            sync: Any = self.env
+            for single in sync.envs:
+                _set_attributes(single.unwrapped, values)
+        elif all(self._call("has_wrapper_attr", "set_params")):
+            self._call("set_params", **values)
+        else:
+            assert self._async is not None
+            for name, value in values.items():
+                self._async.set_attr(name, value)
+            derived = _derived_from(self._entry_class(), values)
+            if derived is not None:
+                inputs, recompute = derived
+                got = {n: self._call("get_wrapper_attr", n) for n in inputs}
+                per_env = [recompute({n: got[n][i] for n in inputs})
+                           for i in range(self.num_envs)]
+                for name in per_env[0]:
+                    self._async.set_attr(name, [d[name] for d in per_env])
+
+    def _change_kind(self) -> str:
+        """How :meth:`apply_change` reaches the envs: ``native`` (the batched env's
+        ``set_params``), ``sync`` or ``async``."""
+        if callable(getattr(self.env, "set_params", None)) and callable(
+                getattr(self.env, "param_problems", None)):
+            return "native"
+        if isinstance(self.env, gym.vector.SyncVectorEnv):
+            return "sync"
+        if self._async is not None:
+            return "async"
+        if type(self.env).__module__ == "rlkit.ray_envs":
+            raise ConfigError("env.changes: envs in Ray actors (vectorization: ray) cannot be "
+                              "changed during a run; use vectorization: sync or async.",
+                              key="env.changes")
+        raise ConfigError(f"env.changes: {type(self.env).__name__} batches its envs itself and "
+                          f"has no set_params(**values) and param_problems(values) methods, so "
+                          f"its parameters cannot change during a run; use vectorization: "
+                          f"sync.", key="env.changes")
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """``AsyncVectorEnv.call`` under :attr:`step_timeout`, its failures as
+        :class:`EnvError`."""
+        assert self._async is not None
+        self._async.call_async(name, *args, **kwargs)
+        return tuple(self._wait(self._async.call_wait, name))
+
+    def _entry_class(self) -> type | None:
+        """The class the async envs' registered entry point names (``None``: not a class)."""
+        spec = getattr(self.env, "spec", None)
+        entry = _load_creator(getattr(spec, "entry_point", None))
+        return entry if isinstance(entry, type) else None
+
     # --- conversions ---------------------------------------------------------------------
 
     def _same_step_next_obs(self, obs: Tensor, info: dict[str, Any]) -> Tensor:
@@ -292,6 +393,81 @@ class TorchVectorEnv:
         if self._discrete_actions:
             return array.astype(np.int64, copy=False)
         return array
+
+
+def _number(value: Any) -> bool:
+    """A real number that is not a bool."""
+    return isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _env_name(env: Any) -> str:
+    """An unwrapped env in messages: its gymnasium id and class."""
+    env_id = getattr(getattr(env, "spec", None), "id", None)
+    name = type(env).__name__
+    return f"{env_id!r} ({name})" if env_id else name
+
+
+def _attribute_problems(env: Any, values: Mapping[str, Any]) -> dict[str, str]:
+    """What setting ``values`` as attributes of the unwrapped ``env`` would get wrong."""
+    if callable(getattr(env, "set_params", None)) and callable(
+            getattr(env, "param_problems", None)):
+        return dict(env.param_problems(dict(values)))
+    numbers = sorted(k for k, v in vars(env).items() if not k.startswith("_") and _number(v))
+    problems: dict[str, str] = {}
+    for name, value in values.items():
+        current = getattr(env, name, None) if not name.startswith("_") else None
+        if name.startswith("_") or not hasattr(env, name):
+            guess = suggest(name, numbers)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            problems[name] = (f"{_env_name(env)} has no attribute {name!r} to set.{hint} Its "
+                              f"attributes that hold numbers: {', '.join(numbers) or 'none'}.")
+        elif callable(current):
+            problems[name] = f"{_env_name(env)}.{name} is a method, not a value to set."
+        elif _number(current) and not _number(value):
+            problems[name] = (f"expected a number ({name} holds {type(current).__name__} "
+                              f"{current!r}), got {type(value).__name__} {value!r}.")
+    return problems
+
+
+def _set_attributes(env: Any, values: Mapping[str, Any]) -> None:
+    """Set ``values`` on the unwrapped ``env`` (through its ``set_params`` where it has one),
+    then recompute what it derives from them."""
+    if callable(getattr(env, "set_params", None)):
+        env.set_params(**values)
+        return
+    for name, value in values.items():
+        setattr(env, name, value)
+    derived = _derived_from(type(env), values)
+    if derived is not None:
+        inputs, recompute = derived
+        for name, value in recompute({n: getattr(env, n) for n in inputs}).items():
+            setattr(env, name, value)
+
+
+def _cartpole_derived(p: Mapping[str, Any]) -> dict[str, Any]:
+    """What gymnasium's ``CartPoleEnv.__init__`` computes from its masses and length."""
+    return {"total_mass": p["masspole"] + p["masscart"],
+            "polemass_length": p["masspole"] * p["length"]}
+
+
+DerivedRule = tuple[tuple[str, ...], Callable[[Mapping[str, Any]], dict[str, Any]]]
+
+DERIVED: dict[str, DerivedRule] = {
+    "gymnasium.envs.classic_control.cartpole:CartPoleEnv": (
+        ("masspole", "masscart", "length"), _cartpole_derived),
+}
+"""Gymnasium envs whose ``__init__`` derives attributes from others, by ``module:Class``:
+the attributes read and how the derived ones are computed (after a change of any of them)."""
+
+
+def _derived_from(cls: type | None, values: Mapping[str, Any]) -> DerivedRule | None:
+    """The :data:`DERIVED` rule of ``cls`` (or a base class) if ``values`` touch its
+    inputs."""
+    for klass in (cls.__mro__ if cls is not None else ()):
+        rule = DERIVED.get(f"{klass.__module__}:{klass.__qualname__}")
+        if rule is not None:
+            return rule if any(name in values for name in rule[0]) else None
+    return None
 
 
 def _torch_dtype(space: gym.Space[Any]) -> torch.dtype:

@@ -203,6 +203,13 @@ class Exploration(Protocol):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
+    # Optional (not part of the protocol; a controller without it stays valid):
+    #
+    # def metrics(self) -> dict[str, float]:
+    #     """Numbers for the run's logs (level, detector statistic, ...): the trainer logs
+    #     them as ``explore/<name>`` every ``train.log_every`` env steps, and reports a
+    #     message when ``alarms`` grew."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EnvSpec:

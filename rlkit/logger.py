@@ -275,6 +275,14 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
         table.add_row("target return", f"{target:g} (reached: {reached})")
     table.add_row("env steps", f"{summary.get('env_steps', 0):,}")
     table.add_row("wall time", f"{summary.get('wall_time_s', 0.0):.1f} s")
+    if summary.get("fine_tuned_from"):
+        table.add_row("fine-tuned from", str(summary["fine_tuned_from"]))
+    for event in summary.get("rollbacks") or []:
+        did = ("restored the policy of" if event.get("kind", "restore") == "restore" else
+               "the environment changed; stopped comparing with")
+        table.add_row("rollback", f"at env step {event['step']:,}: return "
+                      f"{event['eval_return']:.1f}, {did} env step {event['best_step']:,} "
+                      f"({event['best_return']:.1f})")
     table.add_row("status", str(summary.get("status", "?")))
     table.add_row("run directory", str(summary.get("run_dir", "")))
     return table

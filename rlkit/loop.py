@@ -10,7 +10,9 @@ Levels of the loop, outermost first:
   state between two steps), ``summary.json`` with the error in one line and ``crash.log``.
 * **step** -- ``act -> env.step -> observe -> update``, all on the agent's device. The
   algorithm decides inside ``update`` whether it is time to learn (PPO when its rollout is full,
-  DQN every ``train_freq`` steps, tabular methods every step).
+  DQN every ``train_freq`` steps, tabular methods every step). The changes of ``env.changes``
+  are given to the training and evaluation envs between two steps, once each is due (and
+  again to the fresh envs of a resumed run).
 * **periodic work** -- logging (every ``train.log_every`` steps), evaluation (``eval.every``)
   with early stop at ``eval.target_return``, checkpoints (``train.checkpoint_every``), and the
   coarse lifecycle hooks (each plugin's failure kept to it, :mod:`rlkit.lifecycle`). None of it
@@ -53,7 +55,7 @@ from rlkit.environments import (
     refuse_untrusted,
     untrusted_code,
 )
-from rlkit.errors import RunError
+from rlkit.errors import CheckpointError, RunError
 from rlkit.evaluation import evaluate
 from rlkit.failures import (
     DiskFullError,
@@ -82,6 +84,7 @@ from rlkit.logger import RunLogger, check_scalars_csv
 from rlkit.metrics import EpisodeStats
 from rlkit.plugins import Plugins
 from rlkit.snapshot import SnapshotUnsupported
+from rlkit.transfer import Rollback, carry_normalizers, freeze, transfer
 from rlkit.validation import ConfigError, in_context
 
 if TYPE_CHECKING:
@@ -130,8 +133,13 @@ def build_agent(
     env_spec: EnvSpec,
     device: torch.device,
     nan_check: NanCheck | None = None,
+    backbones: list[torch.nn.Module] | None = None,
 ) -> tuple[Algorithm, Exploration | None]:
-    """Build the configured algorithm (and exploration controller) for ``env_spec``."""
+    """Build the configured algorithm (and exploration controller) for ``env_spec``.
+
+    :param backbones: when given, every backbone module built for the agent is appended (what
+        fine-tuning transfers or freezes).
+    """
     train = experiment.train
     backbone_spec = plugins.backbone(experiment.backbone.name)
     backbone_params = experiment.backbone.params
@@ -154,7 +162,10 @@ def build_agent(
             raise refuse_recurrent()
         accepted = accepted or recurrent
         try:
-            return backbone_spec.build(backbone_params, observation_space)
+            module = backbone_spec.build(backbone_params, observation_space)
+            if backbones is not None:
+                backbones.append(module)
+            return module
         except ConfigError as exc:
             raise in_context(exc, key="backbone.name") from None
 
@@ -278,17 +289,29 @@ class Trainer:
             # more than the work it splits); see benchmarks/RESULTS.md.
             torch.set_num_threads(1)
         seeding.seed_everything(train.seed)
+        self._refuse_changes_with_runner()
         self.env: TorchVectorEnv = make_env(env_options(experiment), device=self.device)
+        self._check_changes()
         spec = EnvSpec(observation_space=self.env.single_observation_space,
                        action_space=self.env.single_action_space, num_envs=self.env.num_envs)
+        self.backbones: list[torch.nn.Module] = []
+        """The agent's backbone modules (what fine-tuning transfers or freezes)."""
         self.agent, self.exploration = build_agent(experiment, plugins, spec, self.device,
-                                                   self.nan_check)
+                                                   self.nan_check, self.backbones)
         # built now, so that an evaluation env count that cannot be built is refused before
         # training (naming eval.num_envs), not at the first evaluation
         self._eval_env: TorchVectorEnv = make_env(
             env_options(experiment, for_eval=True), device=self.device,
             num_envs=experiment.eval.num_envs or min(experiment.eval.episodes, 32))
         self.stats = EpisodeStats(self.env.num_envs, self.device)
+        rollback = experiment.eval.rollback
+        self.rollback: Rollback | None = None if rollback is None else Rollback(
+            drop=rollback.drop, min_drop=rollback.min_drop, patience=rollback.patience)
+        self.transferred: list[str] = []
+        """What fine-tuning (``init_from``) loaded, one line per part (empty otherwise)."""
+        self._frozen_until = 0  # env step until which the transferred backbones stay frozen
+        if experiment.init_from is not None and not _resuming:
+            self._init_from(experiment)
         self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(experiment)
         self.progress = progress
         self.console = console
@@ -301,6 +324,8 @@ class Trainer:
         self.best_eval: float | None = None
         self.target_reached = False
         self.obs: torch.Tensor | None = None
+        self._changes_applied = 0
+        """How many of ``env.changes`` the envs have been given (they apply in order)."""
         self._created = time.perf_counter()  # set-up time counts towards wall time
         self._segment_start = self._created
         self.status = "running"
@@ -310,12 +335,59 @@ class Trainer:
         """The env step of ``checkpoints/latest.pt`` (None before the first checkpoint)."""
         self._stop_signal: str | None = None
         self._mid_step = False  # True from act() until update() returns: the state may be half-new
+        self._driver: Driver | None = None  # the driven loop's, while it runs
         self._logger: RunLogger | None = None  # the running loop's, flushed at each checkpoint
         self.info = RunInfo(run_dir=self.run_dir, config=experiment.to_data(),
                             algorithm=experiment.algorithm.name, seed=train.seed,
                             device=self.device)
         if not _resuming:
             self._write_run_dir()
+
+    # --- fine-tuning ---------------------------------------------------------------------
+
+    def _init_from(self, experiment: Experiment) -> None:
+        """Load the trained agent ``init_from`` names into the fresh agent (see
+        :mod:`rlkit.transfer`); freeze the backbones if asked."""
+        init = experiment.init_from
+        assert init is not None
+        if init.freeze_backbone_steps and experiment.algorithm.name == "a3c":
+            raise experiment.locate(ConfigError(
+                "init_from.freeze_backbone_steps: a3c's workers cannot freeze layers; use 0 "
+                "(or fine-tune with a2c).", key="init_from.freeze_backbone_steps"),
+                key="init_from.freeze_backbone_steps")
+        try:
+            file, state = ckpt.load_run(init.path)
+        except CheckpointError as exc:
+            raise experiment.locate(ConfigError(f"init_from.path: {exc}", key="init_from.path"),
+                                    key="init_from.path") from None
+        try:
+            self.transferred = transfer(self.agent, state["agent"], mode=init.transfer,
+                                        optimizer=init.optimizer, buffer=init.buffer,
+                                        backbones=self.backbones, source=str(file))
+        except ConfigError as exc:
+            raise experiment.locate(exc, key=exc.key or "init_from") from None
+        if init.normalizer == "keep":
+            count = carry_normalizers(self.env, state.get("env"))
+            if count:
+                carry_normalizers(self._eval_env, state.get("env"))
+                self.transferred.append(f"normalisation statistics: {count} kept")
+        if init.freeze_backbone_steps:
+            if not self.backbones:
+                raise experiment.locate(ConfigError(
+                    "init_from.freeze_backbone_steps: this algorithm has no backbone to "
+                    "freeze; use 0.", key="init_from.freeze_backbone_steps"),
+                    key="init_from.freeze_backbone_steps")
+            self._frozen_until = init.freeze_backbone_steps
+            freeze(self.backbones, True)
+            self.transferred.append(f"backbones frozen for the first "
+                                    f"{init.freeze_backbone_steps:,} env steps")
+        self.transferred.insert(0, f"fine-tuning from {file} (transfer: {init.transfer})")
+
+    def _unfreeze_if_due(self, logger: RunLogger) -> None:
+        if self._frozen_until and self.env_steps >= self._frozen_until:
+            freeze(self.backbones, False)
+            self._frozen_until = 0
+            logger.message(f"backbones unfrozen at env step {self.env_steps:,}")
 
     # --- resume --------------------------------------------------------------------------
 
@@ -370,6 +442,12 @@ class Trainer:
                                         lengths=tuple(t["last_eval"][1]))
         with ckpt.restoring(path, "trainer.episode_stats"):
             self.stats.load_state_dict(t["episode_stats"])
+        if self.rollback is not None and t.get("rollback") is not None:
+            with ckpt.restoring(path, "trainer.rollback"):
+                self.rollback.load_state_dict(t["rollback"])
+        self._frozen_until = int(t.get("frozen_until", 0))
+        if self._frozen_until > self.env_steps:
+            freeze(self.backbones, True)
         if state["obs"] is None:
             pass  # a driven run (A3C): its envs live in its workers, whose state the agent holds
         elif state["env"] is not None:
@@ -385,6 +463,8 @@ class Trainer:
                           stacklevel=2)
             self.obs = self.env.reset(seed=self.experiment.train.seed + self.env_steps)
             begin_episodes(self.agent)  # the envs restart: so do their episodes' memories
+        # whatever the restored env state holds, the envs run with the changes due by now
+        self._apply_changes(None)
         with ckpt.restoring(path, "rng"):
             seeding.set_rng_state(state["rng"])
 
@@ -466,6 +546,9 @@ class Trainer:
                     logger.text("config", "```\n" + yaml.safe_dump(self.info.config,
                                                                    sort_keys=False) + "\n```")
                 self.hooks.fire("run_started", run=self.info)
+                if not resumed:
+                    for line in self.transferred:
+                        logger.message(line)
                 limit = train.total_steps if max_steps is None else min(max_steps,
                                                                         train.total_steps)
                 stop_at_target = not self.target_reached
@@ -526,6 +609,7 @@ class Trainer:
         next_train_log = self.env_steps
         agent, env, stats, nan = self.agent, self.env, self.stats, self.nan_check
         obs = self.obs
+        next_change = self._apply_changes(logger)
         last_tick, tick_steps = time.perf_counter(), self.env_steps
         sps = 0.0
         while self.env_steps < limit and self._stop_signal is None:
@@ -544,6 +628,10 @@ class Trainer:
             self.env_steps += n
             metrics = agent.update()
             self._mid_step = False
+            if self.env_steps >= next_change:  # a step boundary: the next step has them
+                next_change = self._apply_changes(logger)
+            if self._frozen_until:
+                self._unfreeze_if_due(logger)
             if metrics and self.env_steps >= next_train_log:
                 next_train_log = self.env_steps + train.log_every
                 logger.scalars(metrics, self.env_steps)
@@ -576,6 +664,7 @@ class Trainer:
         next_log = _next_multiple(self.env_steps, train.log_every)
         next_train_log = self.env_steps
         last_tick, tick_steps = time.perf_counter(), self.env_steps
+        self._driver = driver
         try:
             driver.start()
             while self.env_steps < limit and self._stop_signal is None:
@@ -608,7 +697,57 @@ class Trainer:
                     next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
                     self._checkpoint(periodic=True)
         finally:
+            self._driver = None
             driver.close()
+
+    # --- environments that change during the run ------------------------------------------
+
+    def _refuse_changes_with_runner(self) -> None:
+        """``env.changes`` are applied by the trainer's own loop; an algorithm with a runner of
+        its own (A3C) steps its envs in its workers, out of their reach."""
+        name = self.experiment.algorithm.name
+        if self.experiment.env.changes and self.plugins.runner_for(name) is not None:
+            raise self.experiment.locate(ConfigError(
+                f"env.changes: algorithm {name!r} runs its own loop, with its envs in its "
+                f"workers (processes or Ray actors), where env.changes cannot reach them; "
+                f"remove env.changes, or use an algorithm that runs in rlkit's loop (a2c is "
+                f"a3c's synchronous counterpart).", key="env.changes"), key="env.changes")
+
+    def _check_changes(self) -> None:
+        """Refuse, before the run starts, a change the training envs cannot make: the error
+        names its key (``env.changes[1].set.gravty``) and what can be set."""
+        for i, change in enumerate(self.experiment.env.changes):
+            try:
+                problems = self.env.change_problems(change.set)
+            except ConfigError as exc:  # envs that cannot be changed at all
+                self.env.close()
+                raise self.experiment.locate(exc, key="env.changes") from None
+            for name, problem in problems.items():
+                self.env.close()
+                key = f"env.changes[{i}].set.{name}"
+                raise self.experiment.locate(ConfigError(f"{key}: {problem}", key=key),
+                                             key=key)
+
+    def _apply_changes(self, logger: RunLogger | None) -> int:
+        """Give the training and evaluation envs every change of ``env.changes`` due by
+        :attr:`env_steps` that they lack, with a message and an ``env/changes`` scalar (the
+        number applied) where ``logger`` is given; return the ``at_step`` of the next change
+        (``sys.maxsize`` when none is left)."""
+        changes = self.experiment.env.changes
+        while (self._changes_applied < len(changes)
+               and changes[self._changes_applied].at_step <= self.env_steps):
+            i = self._changes_applied
+            change = changes[i]
+            self.env.apply_change(change.set)
+            self._eval_env.apply_change(change.set)
+            self._changes_applied += 1
+            if logger is not None:
+                shown = ", ".join(f"{name}={value!r}" for name, value in change.set.items())
+                logger.message(f"env step {self.env_steps:,}: env.changes[{i}] (at_step "
+                               f"{change.at_step:,}) applied: {escape(shown)}")
+                logger.scalars({"env/changes": i + 1}, self.env_steps)
+        pending = changes[self._changes_applied:]
+        return pending[0].at_step if pending else sys.maxsize
 
     # --- how a run ends ------------------------------------------------------------------
 
@@ -721,11 +860,23 @@ class Trainer:
         metrics, finished = self.stats.drain()
         if metrics:
             logger.last_return = metrics["rollout/ep_return_mean"]
+        explore = getattr(self.exploration, "metrics", None)  # optional (adaptive controllers)
+        alarms = explore().get("alarms", 0.0) if explore is not None else 0.0
         if finished and self.exploration is not None:
             self.exploration.observe_returns(torch.tensor(finished), self.env_steps)
         metrics["time/steps_per_second"] = sps
         metrics["time/elapsed_s"] = self._wall_time()
         logger.scalars(metrics, self.env_steps)
+        if explore is not None:
+            state = explore()
+            logger.scalars({f"explore/{k}": v for k, v in state.items()}, self.env_steps)
+            if state.get("alarms", 0.0) > alarms:
+                nan = float("nan")
+                before = state.get("drop_from", state.get("best_mean", nan))
+                after = state.get("drop_to", state.get("recent_mean", nan))
+                logger.message(f"exploration raised to {state.get('level', nan):.3g} at env "
+                               f"step {self.env_steps:,}: returns dropped from {before:,.4g} "
+                               f"to {after:,.4g}")
         logger.advance(self.env_steps, sps)
 
     def _evaluate(self, logger: RunLogger) -> EvalResult:
@@ -744,6 +895,27 @@ class Trainer:
                         "eval/ep_len_mean": sum(result.lengths) / len(result.lengths)},
                        self.env_steps)
         logger.evaluation(self.env_steps, result.mean)
+        if self.rollback is not None:
+            event = self.rollback.after_evaluation(self.agent, result.mean, self.env_steps)
+            if event is not None:
+                restored = getattr(self._driver, "agent_restored", None)
+                if restored is not None:  # workers elsewhere (Ray) learn from the restored state
+                    restored()
+                logger.scalars({"eval/rollback": float(len(self.rollback.events))},
+                               self.env_steps)
+                if event["kind"] == "restore":
+                    logger.message(
+                        f"[yellow]rollback:[/yellow] evaluation return {result.mean:.1f} at env "
+                        f"step {self.env_steps:,} stayed below {self.rollback.threshold():.1f} "
+                        f"{self.rollback.patience} time(s) in a row; restored the policy and "
+                        f"optimizer of env step {event['best_step']:,} (return "
+                        f"{event['best_return']:.1f})")
+                else:
+                    logger.message(
+                        f"[yellow]rollback:[/yellow] the restored policy of env step "
+                        f"{event['best_step']:,} scores {result.mean:.1f} as well: the "
+                        f"environment has changed, so its best ({event['best_return']:.1f}) is "
+                        f"no longer the reference; learning goes on from here")
         self.hooks.fire("evaluation_finished", run=self.info, step=self.env_steps, result=result)
         return result
 
@@ -782,6 +954,8 @@ class Trainer:
                 "last_eval": None if self.last_eval is None else
                 [list(self.last_eval.returns), list(self.last_eval.lengths)],
                 "episode_stats": self.stats.state_dict(),
+                "rollback": None if self.rollback is None else self.rollback.state_dict(),
+                "frozen_until": self._frozen_until,
             },
         }
         if self.nan_check.enabled:
@@ -839,6 +1013,8 @@ class Trainer:
             "target_return": exp.eval.target_return,
             "target_reached": self.target_reached,
             "checkpoint_step": self.checkpoint_step,
+            "rollbacks": [] if self.rollback is None else self.rollback.events,
+            "fine_tuned_from": None if exp.init_from is None else exp.init_from.path,
             "error": self.error,
             "plugin_errors": self.hooks.summary(),
             "run_dir": str(self.run_dir),

@@ -386,6 +386,37 @@ def load_optimizer_state(optimizer: Optimizer | torch.optim.Optimizer,
         optimizer.load_state_dict(copy.deepcopy(state))
 
 
+def restore_optimizer_state(optimizer: Optimizer | torch.optim.Optimizer,
+                            state: dict[str, Any]) -> None:
+    """Load ``state`` into ``optimizer`` by writing into its existing state tensors, so that
+    processes sharing them (A3C's workers) see the restored values; where the structure differs
+    (no state yet, other keys or shapes), fall back to :func:`load_optimizer_state`."""
+    if not isinstance(optimizer, Optimizer) or not optimizer.state:
+        load_optimizer_state(optimizer, state)
+        return
+    saved = state["state"]
+    pairs: list[tuple[Tensor, Tensor]] = []
+    for index, p in enumerate(optimizer.params):
+        entry, source = optimizer.state.get(p), saved.get(index)
+        if entry is None or source is None or set(entry) != set(source):
+            load_optimizer_state(optimizer, state)
+            return
+        for key, value in entry.items():
+            other = torch.as_tensor(source[key])
+            if other.shape != value.shape:
+                load_optimizer_state(optimizer, state)
+                return
+            pairs.append((value, other))
+    with torch.no_grad():
+        for value, other in pairs:
+            value.copy_(other)
+    group = state["param_groups"][0]
+    for key in optimizer.defaults:
+        if key in group:
+            value = group[key]
+            optimizer.param_groups[0][key] = tuple(value) if isinstance(value, list) else value
+
+
 def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float | None) -> Tensor:
     """Scale the gradients of ``params`` in place so that their global L2 norm is at most
     ``max_norm`` (``None``: leave them as they are); return the norm before scaling.

@@ -121,6 +121,9 @@ class Acrobot(BatchedEnv[Tensor, AcrobotParams]):
     """
 
     default_reset_bounds = (-0.1, 0.1)
+    settable_params = ("link_length_1", "link_mass_1", "link_mass_2", "link_com_pos_1",
+                       "link_com_pos_2", "link_moi", "dt", "gravity")
+    """``max_vel_1`` and ``max_vel_2`` bound the observation space, so they stay as built."""
 
     def __init__(
         self,

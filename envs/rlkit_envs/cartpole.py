@@ -130,6 +130,9 @@ class CartPole(BatchedEnv[Tensor, CartPoleParams]):
 
     default_reset_bounds = (-0.05, 0.05)
     state_batch_dim = 0
+    settable_params = ("gravity", "masscart", "masspole", "length", "force_mag", "tau")
+    """``x_threshold`` and ``theta_threshold_radians`` bound the observation space, so they stay
+    as built."""
 
     def __init__(
         self,

@@ -28,6 +28,9 @@ wrapped with :func:`torch.compile` (``compile=True``). :class:`BatchedEnv` adds 
 * ``check_actions=True`` (or ``RLKIT_CHECK_ACTIONS=1``): ``step`` raises on actions outside
   the action space (:mod:`rlkit_envs.checks`); off, actions are applied unchecked;
 * :meth:`BatchedEnv.state_dict` / :meth:`BatchedEnv.load_state_dict` for exact resume;
+* :meth:`BatchedEnv.set_params`: physical parameters (:attr:`BatchedEnv.settable_params`)
+  changed between steps without rebuilding the env (a run whose world drifts); the next
+  ``step`` uses them;
 * ``frame_stack=k``: each observation is the last ``k`` frames concatenated along the first
   axis, oldest first (``(k * d,)`` vectors, ``(k * C, H, W)`` images); a new episode starts
   with ``k`` copies of its first frame, and ``final_obs`` is the stack ending on the final
@@ -43,7 +46,12 @@ made): do not modify them in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import difflib
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from numbers import Real
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -89,6 +97,9 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
     """The env dimension of the state: -1 for an ``(S, N)`` tensor, 0 for a NamedTuple."""
     default_reset_bounds: tuple[float, float] | None = None
     """gymnasium's default ``low``/``high`` of the initial-state distribution, if it has any."""
+    settable_params: tuple[str, ...] = ()
+    """The fields of :attr:`params` that :meth:`set_params` may change between steps: the
+    physical parameters that leave the observation and action spaces as they were built."""
 
     def __init__(
         self,
@@ -254,6 +265,60 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
         low, high = self.default_reset_bounds
         return classic_utils.maybe_parse_reset_bounds(options, low, high)
 
+    # --- parameters changed during a run ------------------------------------------------------
+
+    def param_problems(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """What :meth:`set_params` would refuse in ``values``, by name (empty: nothing): a name
+        that is not in :attr:`settable_params`, or a value that is not a finite number."""
+        problems: dict[str, str] = {}
+        settable = ", ".join(self.settable_params) or "none"
+        for name, value in values.items():
+            if name not in self.settable_params:
+                if name in self._fixed_params():
+                    problems[name] = (
+                        f"{self._name} fixes {name!r} when it is built (it shapes the "
+                        f"observation or action space, or the kind of dynamics); set it in the "
+                        f"constructor (env.kwargs). Parameters that can change between steps: "
+                        f"{settable}.")
+                else:
+                    close = difflib.get_close_matches(name, self.settable_params, n=1)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    problems[name] = (f"{self._name} has no parameter {name!r} that can change "
+                                      f"between steps.{hint} Those that can: {settable}.")
+            elif not _finite_number(value):
+                problems[name] = f"expected a finite number, got {_describe(value)}."
+        return problems
+
+    def set_params(self, **values: Any) -> None:
+        """Change physical parameters between steps, without rebuilding the env: the next
+        :meth:`step` uses them, and quantities derived from them (CartPole's ``total_mass``
+        and ``polemass_length``) follow, as :attr:`params` computes them. The state, step
+        counters and generator are left as they are.
+
+        Values are stored as Python floats, as the constructor stores them, so the step
+        function is unchanged (with ``compile=True`` it is recompiled once for the new values);
+        a one-element tensor is read once, here.
+
+        :param values: names from :attr:`settable_params` and their new values.
+        :raises ValueError: naming every refused name and value (nothing is changed then).
+        """
+        problems = self.param_problems(values)
+        if problems:
+            raise ValueError("; ".join(f"{name}: {text}" for name, text in problems.items()))
+        current: Any = self.params
+        self.params = dataclasses.replace(
+            current, **{name: float(value) for name, value in values.items()})
+
+    def _fixed_params(self) -> set[str]:
+        """Constructor arguments and :attr:`params` fields that :meth:`set_params` leaves
+        alone."""
+        common = {"self", "num_envs", "device", "max_episode_steps", "compile", "frame_stack",
+                  "check_actions"}
+        names = set(inspect.signature(type(self)).parameters) - common
+        if dataclasses.is_dataclass(self.params):
+            names |= {f.name for f in dataclasses.fields(self.params)}
+        return names - set(self.settable_params)
+
     # --- exact resume -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -325,6 +390,21 @@ class BatchedEnv(VectorEnv, Generic[StateT, ParamsT]):
                                    device=self.device).reshape(self.num_envs)
         return torch.as_tensor(array, dtype=torch.float32,
                                device=self.device).reshape(self.num_envs, -1)
+
+
+def _finite_number(value: Any) -> bool:
+    """A real number (not a bool), or a one-element real tensor, that is finite."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            return False
+        value = value.item()
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _describe(value: Any) -> str:
+    """``type value`` for messages, cut short."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def torch_seed(seed: int) -> int:

@@ -102,6 +102,9 @@ class MountainCar(BatchedEnv[Tensor, MountainCarParams]):
 
     default_reset_bounds = (-0.6, -0.4)
     state_batch_dim = 0
+    settable_params = ("force", "gravity", "goal_position", "goal_velocity")
+    """``min_position``, ``max_position`` and ``max_speed`` bound the observation space, so
+    they stay as built."""
 
     def __init__(
         self,
@@ -159,6 +162,9 @@ class MountainCarContinuous(BatchedEnv[Tensor, MountainCarParams]):
 
     default_reset_bounds = (-0.6, -0.4)
     state_batch_dim = 0
+    settable_params = ("power", "gravity", "goal_position", "goal_velocity")
+    """``min_position``, ``max_position`` and ``max_speed`` bound the observation space, and
+    ``min_action``/``max_action`` the action space, so they stay as built."""
 
     def __init__(
         self,

@@ -90,6 +90,9 @@ class Pendulum(BatchedEnv[Tensor, PendulumParams]):
     default_reset_bounds = (DEFAULT_X, DEFAULT_Y)
     """Not low/high here but the half-widths of ``th`` and ``thdot`` (``x_init``,
     ``y_init`` in reset options, as in gymnasium)."""
+    settable_params = ("g", "m", "l", "dt")
+    """``max_speed`` and ``max_torque`` bound the observation and action spaces, so they stay
+    as built."""
 
     def __init__(
         self,

@@ -48,6 +48,19 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
     def spec(self, value: EnvSpec | None) -> None:
         self.batch.spec = value
 
+    @property
+    def settable_params(self) -> tuple[str, ...]:
+        """The parameters :meth:`set_params` may change between steps (the batch's)."""
+        return self.batch.settable_params
+
+    def param_problems(self, values: dict[str, Any]) -> dict[str, str]:
+        """What :meth:`set_params` would refuse in ``values``, by name (empty: nothing)."""
+        return self.batch.param_problems(values)
+
+    def set_params(self, **values: Any) -> None:
+        """Change physical parameters between steps (see :meth:`BatchedEnv.set_params`)."""
+        self.batch.set_params(**values)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:

@@ -186,6 +186,9 @@ class DDPG:
     :param ctx: spaces, device, seed, budget, backbone factory, exploration and nan policy.
     """
 
+    # What ``ctx.exploration.value(step)`` sets: the scale of the action noise.
+    exploration_knob: str = "noise_sigma"
+
     def __init__(self, config: DDPGConfig, ctx: BuildContext) -> None:
         name = "td3" if isinstance(config, TD3Config) else "ddpg"
         space = ctx.env.action_space

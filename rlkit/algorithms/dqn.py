@@ -219,6 +219,9 @@ class DQN:
     :param ctx: spaces, device, seed, budget, backbone factory, exploration and nan policy.
     """
 
+    # What ``ctx.exploration.value(step)`` sets: the probability of a random action.
+    exploration_knob: str = "epsilon"
+
     def __init__(self, config: DQNConfig, ctx: BuildContext) -> None:
         space = ctx.env.action_space
         if not isinstance(space, gym.spaces.Discrete):

@@ -112,6 +112,9 @@ class PPO:
     name = "ppo"
     """The registered name, for messages."""
 
+    # What ``ctx.exploration.value(step)`` sets: the entropy coefficient (A2C/A3C inherit it).
+    exploration_knob: str = "ent_coef"
+
     def __init__(self, config: PPOConfig, ctx: BuildContext) -> None:
         self.config = config
         self.device = ctx.device

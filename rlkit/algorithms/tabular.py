@@ -141,6 +141,9 @@ class TabularAgent:
         next transition of its environment shows the action taken next.
     """
 
+    # What ``ctx.exploration.value(step)`` sets: the probability of a random action.
+    exploration_knob: str = "epsilon"
+
     def __init__(
         self,
         config: TabularConfig,

@@ -7,6 +7,9 @@ deterministic policies (DDPG, TD3) -- and is told the returns of finished episod
 * ``schedule`` (:mod:`rlkit.exploration.schedule`) follows a fixed schedule over training;
 * ``gaussian`` and ``ornstein_uhlenbeck`` (:mod:`rlkit.exploration.noise`) give sigma from a
   schedule and the noise process a deterministic policy adds to its actions, one per env.
+* ``adaptive`` (:mod:`rlkit.exploration.adaptive`) raises the level when a change detector
+  (:mod:`rlkit.exploration.detectors`) finds that returns dropped, and lets it decay back as
+  they recover; for DDPG/TD3 it is also the noise process.
 
 Registered by reference, so listing plugins imports neither torch nor these modules.
 """
@@ -38,3 +41,7 @@ def register_exploration(register: Callable[..., None]) -> None:
              "rlkit.exploration.noise:build_ornstein_uhlenbeck",
              description="Ornstein-Uhlenbeck action noise: correlated in time, one process "
                          "per env, restarted at every episode start.")
+    register("adaptive", "rlkit.exploration.adaptive:AdaptiveExplorationConfig",
+             "rlkit.exploration.adaptive:build_adaptive",
+             description="Exploration that rises when returns drop (a Page-Hinkley test) "
+                         "and decays back as they recover.")

@@ -85,6 +85,11 @@ class ParameterServer:
     def state(self) -> tuple[dict[str, Any], dict[str, Any], int]:
         return self.model.state_dict(), self.optimizer.state_dict(), self.env_steps
 
+    def load(self, model: dict[str, Any], optimizer: dict[str, Any]) -> None:
+        """Replace the global network and optimizer state (a rollback in the trainer)."""
+        self.model.load_state_dict(model)
+        load_optimizer_state(self.optimizer, optimizer)
+
 
 class ParameterServerStep:
     """A Ray worker's sink: push the local gradient to the parameter server and go on; the
@@ -246,6 +251,13 @@ class RayDriver:
             if now - last_report >= 0.5 or self.pending.messages:
                 last_report = now
                 yield self.pending.progress(self.env_steps)
+
+    def agent_restored(self) -> None:
+        """The trainer rolled its agent back (workers hold): the parameter server takes the
+        restored network and optimizer, and the workers get them with their next update."""
+        self.ray.get(self.server.load.remote(self.agent.model.state_dict(),
+                                             self.agent.optimizer.state_dict()),
+                     timeout=self.params.worker_timeout)
 
     def close(self) -> None:
         if self.closed:
