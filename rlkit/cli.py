@@ -252,6 +252,16 @@ def _run_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     n = args.num_envs or min(args.episodes, 32)
     env = make_env(env_options(experiment, for_eval=True), device=resolve_device(args.device),
                    num_envs=n)
+    if experiment.env.changes:  # evaluate in the world the agent was last trained in
+        from rlkit.checkpoint import load_run
+
+        _, state = load_run(path or args.target)
+        step = int(state["trainer"]["env_steps"])
+        for change in experiment.env.changes:
+            if change.at_step <= step:
+                env.apply_change(change.set)
+                print(f"(env.changes up to env step {step:,} applied: {change.set})",
+                      file=sys.stderr)
     result = evaluate(agent, env, episodes=args.episodes, seed=args.seed,
                       deterministic=not args.stochastic)
     env.close()

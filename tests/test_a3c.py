@@ -172,6 +172,36 @@ def test_a3c_workers_train_an_lstm(plugins: Plugins, tmp_path: Path) -> None:
     assert len(saved["agent"]["workers"]) == 2
 
 
+def test_the_trainers_exploration_controller_sets_the_workers_level(plugins: Plugins,
+                                                                     tmp_path: Path) -> None:
+    """Workers learn with the entropy coefficient the trainer's controller gives (it sees
+    every worker's returns), not one of their own."""
+
+    class Level:
+        def value(self, step: int) -> float:
+            return 0.123
+
+        def observe_returns(self, returns: Any, step: int) -> None:
+            pass
+
+        def state_dict(self) -> dict[str, Any]:
+            return {}
+
+        def load_state_dict(self, state: Any) -> None:
+            pass
+
+    data = {"algorithm": {"name": "a3c", "num_workers": 1},
+            "exploration": {"name": "schedule", "value": 0.0},
+            "env": {"id": "CartPole-v1"}, "train": {"total_steps": 2_000, "log_every": 100},
+            "eval": {"every": 0, "episodes": 1}, "run": {"dir": str(tmp_path)}}
+    trainer = Trainer(resolve(data, plugins, source="<test>"), plugins, progress=False)
+    trainer.exploration = Level()  # type: ignore[assignment]
+    trainer.run()
+    rows = (trainer.run_dir / "scalars.csv").read_text().splitlines()
+    levels = {float(line.rsplit(",", 1)[1]) for line in rows if ",train/ent_coef," in line}
+    assert levels == {0.123}, levels
+
+
 # --- failures ------------------------------------------------------------------------------
 
 

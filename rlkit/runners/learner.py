@@ -23,7 +23,7 @@ from rlkit.metrics import EpisodeStats
 from rlkit.plugins import Plugins
 from rlkit.snapshot import SnapshotUnsupported
 
-__all__ = ["Learner", "Sink", "worker_seed"]
+__all__ = ["Learner", "RemoteLevel", "Sink", "worker_seed"]
 
 
 class Sink(Protocol):
@@ -39,6 +39,27 @@ class Sink(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RemoteLevel:
+    """A worker's exploration controller when the run has one: the level the trainer's
+    controller sets (it sees every worker's returns), read by the worker's agent through the
+    controller interface."""
+
+    def __init__(self, read: Any) -> None:
+        self.read = read  # () -> float
+
+    def value(self, step: int) -> float:
+        return float(self.read())
+
+    def observe_returns(self, returns: Tensor, step: int) -> None:
+        pass  # the trainer's controller gets the returns
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
 
 
 def worker_seed(seed: int, worker: int, restarts: int, env_steps: int) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ from torch import nn
 from rlkit.errors import RunError
 from rlkit.failures import describe
 from rlkit.optim import Optimizer
-from rlkit.runners.learner import Learner, worker_seed
+from rlkit.runners.learner import Learner, RemoteLevel, worker_seed
 from rlkit.specs import Progress
 
 __all__ = ["ProcessDriver", "SharedModelStep", "WorkerFailed"]
@@ -115,6 +116,7 @@ class _Control:
     stop: Any           # an Event: workers exit
     lock: Any | None    # the update lock (lock: true)
     holder: Any         # 1 + id of the worker holding the lock, 0: nobody
+    level: Any          # the exploration level the trainer's controller sets (NaN: none)
 
 
 @dataclass
@@ -167,7 +169,9 @@ class ProcessDriver:
         self.control = _Control(
             steps=ctx.Value("q", int(trainer.env_steps)), hold_at=ctx.Value("q", 0),
             generation=ctx.Value("q", 0), stop=ctx.Event(),
-            lock=ctx.Lock() if self.params.lock else None, holder=ctx.Value("i", 0))
+            lock=ctx.Lock() if self.params.lock else None, holder=ctx.Value("i", 0),
+            level=ctx.Value("d", float("nan")))
+        self.exploration = trainer.exploration  # adaptive controllers see every worker's returns
         self.workers: dict[int, _Worker] = {}
         self.pending = _Pending()
         self.closed = False
@@ -184,8 +188,14 @@ class ProcessDriver:
                 f"the checkpoint holds {len(states)} workers' state and this run has "
                 f"num_workers: {n}; the workers start from fresh environments")
             states = None
+        self._share_level()
         for worker in range(n):
             self._spawn(worker, None if states is None else states[worker], restarts=0)
+
+    def _share_level(self) -> None:
+        if self.exploration is not None:
+            self.control.level.value = float(self.exploration.value(
+                int(self.control.steps.value)))
 
     def run_until(self, step: int, stop: Callable[[], bool]) -> Iterator[Progress]:
         control = self.control
@@ -200,6 +210,7 @@ class ProcessDriver:
                 control.hold_at.value = 0  # hold at the next step boundary
             self._read_pipes(generation, held)
             self._check_workers(held)
+            self._share_level()
             now = time.monotonic()
             if len(held) == len(self.workers):
                 self.agent.worker_states = [held[w] for w in sorted(held)]
@@ -322,6 +333,8 @@ def _worker_main(worker: int, config: Mapping[str, Any], seed: int, state: Any,
                                         control.holder, worker))
         if state is not None:
             learner.restore(state, seed)
+        if not math.isnan(control.level.value):  # the trainer's controller sets the level
+            learner.agent.exploration = RemoteLevel(lambda: control.level.value)
         metrics: dict[str, float] = {}
         last_report = time.monotonic()
         while not control.stop.is_set():

@@ -33,7 +33,7 @@ from torch.nn.utils import parameters_to_vector
 from rlkit.errors import RunError
 from rlkit.failures import describe
 from rlkit.optim import load_optimizer_state, make_optimizer
-from rlkit.runners.learner import Learner, worker_seed
+from rlkit.runners.learner import Learner, RemoteLevel, worker_seed
 from rlkit.runners.processes import WorkerFailed, _Pending
 from rlkit.specs import Progress
 
@@ -136,18 +136,25 @@ class ParameterServerStep:
 class Worker:
     """One A3C worker (a Ray actor)."""
 
-    def __init__(self, config: Mapping[str, Any], seed: int, state: Any, server: Any) -> None:
+    def __init__(self, config: Mapping[str, Any], seed: int, state: Any, server: Any,
+                 level: float | None) -> None:
         self.learner = Learner(config, seed)
+        self.level = level
         self.sink = ParameterServerStep(self.learner.agent.params, server,
                                         self.learner.steps_per_segment)
         self.learner.connect(self.sink)  # pulls the weights and the run's step count
         if state is not None:
             self.learner.restore(state, seed)
+        if level is not None:  # the trainer's controller sets the level
+            self.learner.agent.exploration = RemoteLevel(lambda: self.level)
         self.metrics: dict[str, float] = {}
 
-    def run(self, until: int, seconds: float) -> dict[str, Any]:
+    def run(self, until: int, seconds: float, level: float | None = None) -> dict[str, Any]:
         """Segments until the run has ``until`` env steps (then hold: the report carries this
-        worker's state) or ``seconds`` have passed."""
+        worker's state) or ``seconds`` have passed, at exploration ``level`` (None: as
+        configured)."""
+        if level is not None:
+            self.level = level
         deadline = time.monotonic() + seconds
         held = False
         while True:
@@ -275,13 +282,19 @@ class RayDriver:
     def _create(self, worker: int, state: Any, *, restarts: int) -> None:
         seed = worker_seed(self.seed, worker, restarts, self.env_steps)
         worker_cls = self.ray.remote(num_cpus=self.params.worker_cpus)(Worker)
-        handle = worker_cls.options(name=None).remote(self.config, seed, state, self.server)
+        handle = worker_cls.options(name=None).remote(self.config, seed, state, self.server,
+                                                      self._level())
         self.actors[worker] = _Actor(handle=handle, restarts=restarts)
 
     def _call(self, worker: int, until: int) -> None:
         actor = self.actors[worker]
-        actor.call = actor.handle.run.remote(until, CALL_S)
+        actor.call = actor.handle.run.remote(until, CALL_S, self._level())
         actor.since = time.monotonic()
+
+    def _level(self) -> float | None:
+        """The level of the trainer's exploration controller (None: the run has none)."""
+        exploration = self.trainer.exploration
+        return None if exploration is None else float(exploration.value(self.env_steps))
 
     def _pull(self, held: dict[int, Any]) -> None:
         """Copy the global network and optimizer into the trainer's agent (workers hold)."""
