@@ -53,7 +53,8 @@ SCALING_BUDGET = 40_000
 
 def contenders(part: str, workers: list[int]) -> list[str]:
     if part == "wall":
-        return ["sb3-a2c", "rlkit-a2c", "rlkit-a3c-1", "rlkit-a3c-2", "rlkit-a3c-ray-2"]
+        return ["sb3-a2c", "rlkit-a2c", "rlkit-a3c-1", "rlkit-a3c-2", "rlkit-a3c-fork-2",
+                "rlkit-a3c-ray-2"]
     return (["sb3-a2c", "rlkit-a2c"] + [f"rlkit-a3c-{n}" for n in workers]
             + [f"rlkit-a3c-ray-{n}" for n in workers])
 
@@ -72,7 +73,23 @@ def trial_rlkit(name: str, seed: int, budget: int, evaluate: bool) -> dict[str, 
     else:
         path = "cartpole_a3c.yaml"
         overrides = [f"algorithm.num_workers={name.rsplit('-', 1)[1]}"]
-    TimedTrainer = timed_trainer_class()
+        if "-fork-" in name:  # workers forked from the trainer's process: no imports again
+            overrides.append("algorithm.start_method=fork")
+    class TimedTrainer(timed_trainer_class()):  # type: ignore[misc]
+        first: tuple[float, int] | None = None  # (time, env steps) of the workers' first report
+
+        def driven_loop(self, driver: Any, max_steps: int | None = None) -> Any:
+            run_until = driver.run_until
+
+            def timed(step: int, stop: Any) -> Any:
+                for progress in run_until(step, stop):
+                    if self.first is None and progress.env_steps > 0:
+                        self.first = (time.perf_counter(), progress.env_steps)
+                    yield progress
+
+            driver.run_until = timed
+            return super().driven_loop(driver, max_steps)
+
     plugins = Plugins.load()
     with tempfile.TemporaryDirectory(prefix="rlkit-bench-") as run_dir:
         overrides += [f"train.seed={seed}", f"train.total_steps={budget}",
@@ -85,9 +102,16 @@ def trial_rlkit(name: str, seed: int, budget: int, evaluate: bool) -> dict[str, 
         trainer.history = []
         trainer.started = time.perf_counter()
         summary = trainer.run()
-        total_s = time.perf_counter() - trainer.started
-    return {"env_steps": summary["env_steps"], "train_s": total_s - trainer.eval_s,
-            "eval_s": trainer.eval_s, "history": trainer.history}
+        ended = time.perf_counter()
+        total_s = ended - trainer.started
+    result = {"env_steps": summary["env_steps"], "train_s": total_s - trainer.eval_s,
+              "eval_s": trainer.eval_s, "history": trainer.history}
+    if trainer.first is not None and not evaluate:  # workers: the rate once they run
+        first_time, first_steps = trainer.first
+        result["startup_s"] = first_time - trainer.started
+        result["steady_steps_per_s"] = (summary["env_steps"] - first_steps) / (
+            ended - first_time - trainer.eval_s)
+    return result
 
 
 def trial_sb3(seed: int, budget: int, evaluate: bool) -> dict[str, Any]:
@@ -159,7 +183,8 @@ def label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
     n = name.rsplit("-", 1)[1]
-    backend = "Ray actors" if "-ray-" in name else "processes"
+    backend = ("Ray actors" if "-ray-" in name else "processes, forked" if "-fork-" in name
+               else "processes")
     return f"rlkit A3C, {n} worker{'s' if n != '1' else ''} ({backend})"
 
 
@@ -185,16 +210,22 @@ def markdown(results: list[dict[str, Any]], names: list[str], part: str) -> str:
                 f"{_fmt(_mean([r['steps_per_s'] for r in rs]), ',.0f')} | "
                 f"{_fmt(_mean([r['peak_rss_mib'] for r in rs]), '.0f')} |")
         return "\n".join(rows)
-    rows.append("| contender | env steps/s, mean | per seed | vs 1 worker (same backend) |")
-    rows.append("| --- | ---: | --- | ---: |")
+    rows.append("| contender | env steps/s, mean (start-up included) | vs 1 worker | env "
+                "steps/s once running | vs 1 worker | start-up (s) |")
+    rows.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     sps = {n: _mean([r["steps_per_s"] for r in by[n]]) for n in names}
+    steady = {n: _mean([r.get("steady_steps_per_s") for r in by[n]]) for n in names}
     for n in names:
-        base = None
+        base = steady_base = None
         if n.startswith("rlkit-a3c"):
             base = sps.get(n.rsplit("-", 1)[0] + "-1")
+            steady_base = steady.get(n.rsplit("-", 1)[0] + "-1")
         ratio = f"{sps[n] / base:.2f}×" if base and sps[n] else "—"
-        per_seed = ", ".join(f"{r['steps_per_s']:,.0f}" for r in by[n])
-        rows.append(f"| {label(n)} | {_fmt(sps[n], ',.0f')} | {per_seed} | {ratio} |")
+        steady_ratio = (f"{steady[n] / steady_base:.2f}×" if steady_base and steady[n]
+                        else "—")
+        rows.append(f"| {label(n)} | {_fmt(sps[n], ',.0f')} | {ratio} | "
+                    f"{_fmt(steady[n], ',.0f')} | {steady_ratio} | "
+                    f"{_fmt(_mean([r.get('startup_s') for r in by[n]]), '.1f')} |")
     return "\n".join(rows)
 
 

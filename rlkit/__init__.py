@@ -6,6 +6,10 @@ The pieces most programs need::
     plugins = Plugins.load()
     summary = Trainer(load_experiment("experiments/cartpole.yaml", plugins), plugins).run()
 
+A program that owns the loop tells an agent what happened with
+``agent.observe(rlkit.transition(obs=..., action=..., ..., like=agent))``, which converts
+numpy arrays and numbers and checks every field (:mod:`rlkit.transitions`).
+
 The contracts for plugin authors live in :mod:`rlkit.interfaces` and :mod:`rlkit.hookspecs`;
 ``rlkit.testing`` holds the conformance checks they can run on their own algorithms.
 """
@@ -16,25 +20,37 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Plugins", "Trainer", "Transition", "__version__", "begin_episodes", "hookimpl",
-           "load_agent", "load_experiment", "separate_state"]
+__all__ = ["Agent", "Plugins", "Session", "Trainer", "Transition", "TransitionError",
+           "TransitionSpec", "__version__", "begin_episodes", "check_transition", "hookimpl",
+           "load_agent", "load_experiment", "load_policy", "separate_state", "transition"]
 
 if TYPE_CHECKING:
     from rlkit.config import load_experiment
+    from rlkit.deploy.agent import Agent
+    from rlkit.deploy.policy import load_policy
+    from rlkit.deploy.session import Session
     from rlkit.hookspecs import hookimpl
     from rlkit.interfaces import Transition, begin_episodes, separate_state
     from rlkit.loop import Trainer, load_agent
     from rlkit.plugins import Plugins
+    from rlkit.transitions import TransitionError, TransitionSpec, check_transition, transition
 
 _LAZY = {
+    "Agent": "rlkit.deploy.agent",
+    "Session": "rlkit.deploy.session",
     "Plugins": "rlkit.plugins",
     "Trainer": "rlkit.loop",
     "Transition": "rlkit.interfaces",
+    "TransitionError": "rlkit.transitions",
+    "TransitionSpec": "rlkit.transitions",
+    "check_transition": "rlkit.transitions",
+    "transition": "rlkit.transitions",
     "begin_episodes": "rlkit.interfaces",
     "separate_state": "rlkit.interfaces",
     "hookimpl": "rlkit.hookspecs",
     "load_agent": "rlkit.loop",
     "load_experiment": "rlkit.config",
+    "load_policy": "rlkit.deploy.policy",
 }
 
 

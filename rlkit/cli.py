@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -519,6 +520,13 @@ def _interrupts() -> Iterator[_Interrupted]:
 
     def handler(signum: int, frame: Any) -> None:
         interrupted.seen = True
+        if _importing_torch(frame):
+            # torch imports parts of itself from C++, which cannot unwind a Python exception
+            # (the process would abort): ask again in a moment, once that import is over
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -526,6 +534,17 @@ def _interrupts() -> Iterator[_Interrupted]:
         yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _importing_torch(frame: Any) -> bool:
+    """Whether the main thread is running a torch module's top-level code (an import)."""
+    marker = f"{os.sep}torch{os.sep}"
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "<module>" and marker in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -296,6 +296,11 @@ class Trainer:
                        action_space=self.env.single_action_space, num_envs=self.env.num_envs)
         self.backbones: list[torch.nn.Module] = []
         """The agent's backbone modules (what fine-tuning transfers or freezes)."""
+        self.agent: Algorithm
+        """The agent being trained (public): between two ``run(max_steps=...)`` slices a
+        program may act with it (``explore=False`` for the trained policy, inside
+        ``rlkit.separate_state(trainer.agent, n)`` for envs of its own) and the next slice goes
+        on learning from where it was."""
         self.agent, self.exploration = build_agent(experiment, plugins, spec, self.device,
                                                    self.nan_check, self.backbones)
         # built now, so that an evaluation env count that cannot be built is refused before

@@ -91,6 +91,7 @@ from rlkit.optim import (
     set_learning_rate,
 )
 from rlkit.schedules import Scheduled
+from rlkit.transitions import TransitionSpec, check_transition
 from rlkit.validation import ConfigError, IncompatibleError, param
 
 CRITIC_CAUSE = ("the critic's loss diverged; lower algorithm.critic_optimizer.lr, set "
@@ -212,6 +213,8 @@ class DDPG:
         self.action_dim = int(math.prod(self.action_shape))
         self.low = torch.as_tensor(low.reshape(-1), dtype=torch.float32, device=self.device)
         self.high = torch.as_tensor(high.reshape(-1), dtype=torch.float32, device=self.device)
+        self.transition_spec = TransitionSpec.from_env(ctx.env, self.device, algorithm=name)
+        """What :meth:`observe` accepts (:func:`rlkit.transitions.check_transition`)."""
         obs_space = ctx.env.observation_space
         flat_box = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
         make_backbone = recurrent_factory(ctx.backbone)
@@ -345,11 +348,17 @@ class DDPG:
         return features
 
     def observe(self, transition: Transition) -> None:
-        """Store the transition (its actions normalised into ``[-1, 1]``) and restart the
-        noise of the envs whose episodes ended.
+        """Store the transition and restart the noise of the envs whose episodes ended.
+
+        The actions stored are those the transition says were taken -- the agent's, or those
+        the loop's owner put in their place -- in the env's scale, normalised into ``[-1, 1]``
+        like the actor's (an action beyond the bounds is stored at the bound).
 
         Recurrent networks store it with the state the last :meth:`act` started from, and
-        reset the state of the envs whose episode the transition ended."""
+        reset the state of the envs whose episode the transition ended.
+
+        :raises rlkit.transitions.TransitionError: where a field does not fit the agent."""
+        transition = check_transition(transition, self.transition_spec)
         action = self._from_env(transition.action)
         buffer = self.buffer
         if isinstance(buffer, SequenceReplayBuffer):

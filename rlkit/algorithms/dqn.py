@@ -84,6 +84,7 @@ from rlkit.optim import (
     set_learning_rate,
 )
 from rlkit.schedules import Schedule, Scheduled
+from rlkit.transitions import TransitionSpec, check_transition
 from rlkit.validation import ConfigError, IncompatibleError, param
 
 LOSS_CAUSE = ("the TD loss diverged; lower algorithm.optimizer.lr, set algorithm.max_grad_norm, "
@@ -233,6 +234,8 @@ class DQN:
         self.nan_check: NanCheck = ctx.nan_check
         self.num_actions = int(space.n)
         self.action_start = int(space.start)
+        self.transition_spec = TransitionSpec.from_env(ctx.env, self.device, algorithm="dqn")
+        """What :meth:`observe` accepts (:func:`rlkit.transitions.check_transition`)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             body = recurrent_factory(ctx.backbone)(ctx.env.observation_space)
@@ -324,10 +327,14 @@ class DQN:
         return self._epsilon_greedy(q.argmax(dim=1), explore)
 
     def observe(self, transition: Transition) -> None:
-        """Store the transition in the replay buffer and count its environment steps.
+        """Store the transition in the replay buffer -- with the actions it says were taken,
+        the agent's or those put in their place -- and count its environment steps.
 
         A recurrent network stores it with the state the last :meth:`act` started from, and
-        resets the state of the envs whose episode the transition ended."""
+        resets the state of the envs whose episode the transition ended.
+
+        :raises rlkit.transitions.TransitionError: where a field does not fit the agent."""
+        transition = check_transition(transition, self.transition_spec)
         if self.action_start:
             transition = transition._replace(action=transition.action - self.action_start)
         buffer = self.buffer

@@ -10,8 +10,25 @@ gradient steps on the clipped surrogate objective::
 
 Discrete action spaces use a categorical policy, boxes a diagonal Gaussian with a learned,
 state-independent log standard deviation (actions are clipped to the bounds when sent to the
-environment; the unclipped sample is what is learned from). Truncated episodes bootstrap from
-the value of their final observation; terminated ones do not.
+environment). Truncated episodes bootstrap from the value of their final observation;
+terminated ones do not.
+
+**Actions taken in place of the agent's.** The rollout stores, per env, the action the
+transition says was taken and its log-probability under the behaviour policy -- the policy
+output computed by the ``act`` that chose the agent's action, kept until ``observe``, so no
+second forward pass is needed:
+
+* a discrete action: ``transition.action``, scored under the logits of that ``act`` (where the
+  agent's action was kept, this is exactly the sampled action's log-probability);
+* a continuous action: where ``transition.action`` equals, in every dimension, the clipped
+  action ``act`` returned, the env received exactly the agent's action, and the unclipped
+  sample and its log-probability are stored (clipping is part of the env, not of the policy);
+  elsewhere ``transition.action`` itself is stored, scored under the Gaussian of that ``act``.
+
+When ``transition.action`` is the very tensor ``act`` returned and was not changed in place
+(its version counter is unchanged), nothing needs comparing or scoring: the trainer's own loop
+pays nothing for this. The probability ratio ``pi / pi_old`` of an overridden action then
+starts at 1, like that of any other, and learning follows the actions that happened.
 
 **Recurrent policies** (``backbone: {name: lstm}`` or ``gru``). The agent keeps each env's
 state (:class:`rlkit.memory.RecurrentMemory`), reset where an observed transition ends an
@@ -28,7 +45,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -51,6 +68,7 @@ from rlkit.optim import (
     set_learning_rate,
 )
 from rlkit.schedules import Scheduled, value_at
+from rlkit.transitions import TransitionSpec, check_transition
 from rlkit.validation import param
 
 
@@ -102,6 +120,26 @@ class PPOConfig:
                              f"a rollout is cut into whole sequences")
 
 
+class _Acted(NamedTuple):
+    """What a training :meth:`PPO.act` computed, kept for :meth:`PPO.observe` to store.
+
+    :param action: the sampled action (continuous: before clipping to the bounds).
+    :param log_prob: its log-probability.
+    :param value: ``V(obs)``.
+    :param out: the policy output (logits or Gaussian mean), to score another action.
+    :param sent: what ``act`` returned.
+    :param version: ``sent``'s version counter then (-1: unknown), so that a change made to it
+        in place shows.
+    """
+
+    action: Tensor
+    log_prob: Tensor
+    value: Tensor
+    out: Tensor
+    sent: Tensor
+    version: int
+
+
 class PPO:
     """The PPO agent (ask/tell). See the module docstring for the objective.
 
@@ -143,12 +181,14 @@ class PPO:
                                     state_shape=self.model.state_shape if self.recurrent
                                     else None, seq_len=config.seq_len)
         self.action_space = spec.action_space
+        self.transition_spec = TransitionSpec.from_env(spec, self.device, algorithm=self.name)
+        """What :meth:`observe` accepts (:func:`rlkit.transitions.check_transition`)."""
         if isinstance(spec.action_space, gym.spaces.Box):
             self.low = torch.as_tensor(spec.action_space.low, device=self.device)
             self.high = torch.as_tensor(spec.action_space.high, device=self.device)
         self.env_steps = 0
         self.updates = 0
-        self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # action, log_prob, value
+        self._pending: _Acted | None = None  # what the last training act() computed
         # recurrent: the state acted from, the episode starts applied, the state after acting
         self._pending_state: tuple[Tensor, Tensor, Tensor] | None = None
         self._pending_cut: Tensor | None = None  # envs restarted between act and observe
@@ -163,8 +203,9 @@ class PPO:
             return self._to_env(self.model.mode(self.model.policy(obs)))
         out, value = self.model(obs)
         action, log_prob = self.model.sample(out, self.generator)
-        self._pending = (action, log_prob, value)
-        return self._to_env(action)
+        sent = self._to_env(action)
+        self._pending = _Acted(action, log_prob, value, out, sent, _version(sent))
+        return sent
 
     def _act_recurrent(self, obs: Tensor, explore: bool, memory: RecurrentMemory) -> Tensor:
         state = memory.state
@@ -180,12 +221,18 @@ class PPO:
         if not explore:
             return self._to_env(self.model.mode(out))
         action, log_prob = self.model.sample(out, self.generator)
+        sent = self._to_env(action)
         if not memory.separated:  # what observe() stores: only the training stream learns
-            self._pending = (action, log_prob, value)
+            self._pending = _Acted(action, log_prob, value, out, sent, _version(sent))
             self._pending_state = (state, starts, new_state)
-        return self._to_env(action)
+        return sent
 
     def observe(self, transition: Transition) -> None:
+        """Store the transition in the rollout, with the action it says was taken (see the
+        module docstring for actions taken in place of the agent's).
+
+        :raises rlkit.transitions.TransitionError: where a field does not fit the agent."""
+        transition = check_transition(transition, self.transition_spec)
         if self.memory is not None:
             self._observe_recurrent(transition, self.memory)
             return
@@ -195,8 +242,9 @@ class PPO:
                 log_prob, _ = self.model.log_prob_entropy(out, transition.action)
             action = transition.action
         else:
-            action, log_prob, value = self._pending
-            self._pending = None
+            acted, self._pending = self._pending, None
+            action, log_prob = self._taken(acted, transition.action)
+            value = acted.value
         self.buffer.add(obs=transition.obs, action=action, reward=transition.reward,
                         next_obs=transition.next_obs, terminated=transition.terminated,
                         truncated=transition.truncated, value=value, log_prob=log_prob,
@@ -207,7 +255,9 @@ class PPO:
         if self._pending is None or self._pending_state is None:
             raise RuntimeError("a recurrent PPO agent learns only from transitions of its own "
                                "act(obs, explore=True) calls: call act before each observe")
-        action, log_prob, value = self._pending
+        acted = self._pending
+        action, log_prob = self._taken(acted, transition.action)
+        value = acted.value
         state, starts, new_state = self._pending_state
         self._pending = self._pending_state = None
         truncated = transition.truncated
@@ -415,10 +465,33 @@ class PPO:
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _taken(self, acted: _Acted, taken: Tensor) -> tuple[Tensor, Tensor]:
+        """The action to learn from and its log-probability under the behaviour policy: the
+        agent's own sample where the env received it, else ``taken`` scored under the policy
+        output of the ``act`` that chose (see the module docstring)."""
+        if taken is acted.sent and acted.version >= 0 and _version(taken) == acted.version:
+            return acted.action, acted.log_prob  # the agent's own action, untouched
+        with torch.no_grad():
+            scored, _ = self.model.log_prob_entropy(acted.out, taken)
+            if self.model.discrete:
+                return taken, scored
+            same = (taken == self._to_env(acted.action)).all(dim=-1)  # exactly what was sent
+            return (torch.where(same.unsqueeze(-1), acted.action, taken),
+                    torch.where(same, acted.log_prob, scored))
+
     def _to_env(self, action: Tensor) -> Tensor:
         if self.model.discrete:
             return action
         return torch.clamp(action, self.low, self.high)
+
+
+def _version(tensor: Tensor) -> int:
+    """``tensor``'s version counter (it grows with every change in place); -1 where it has
+    none (a tensor made in inference mode)."""
+    try:
+        return int(tensor._version)
+    except RuntimeError:
+        return -1
 
 
 def _mean(x: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ from rlkit.buffers import check_allocation, storage_bytes
 from rlkit.exploration import ScheduleExploration, linear
 from rlkit.interfaces import BuildContext, Exploration, NanCheck, Transition
 from rlkit.schedules import Schedule, Scheduled, value_at
+from rlkit.transitions import TransitionSpec, check_transition
 from rlkit.validation import IncompatibleError, param
 
 METRICS_EVERY = 100
@@ -161,6 +162,8 @@ class TabularAgent:
                                  "Discrete space", ("ppo",))
         self.config = config
         self.device = ctx.device
+        self.transition_spec = TransitionSpec.from_env(ctx.env, self.device, algorithm=name)
+        """What :meth:`observe` accepts (:func:`rlkit.transitions.check_transition`)."""
         self.total_steps = max(int(ctx.total_steps), 1)
         self.nan_check: NanCheck = ctx.nan_check
         self.target = target
@@ -207,6 +210,11 @@ class TabularAgent:
         return torch.where(explore_mask, random, greedy) + self.action_start
 
     def observe(self, transition: Transition) -> None:
+        """Keep the transition for the next update, with the actions it says were taken (the
+        agent's, or those the loop's owner put in their place).
+
+        :raises rlkit.transitions.TransitionError: where a field does not fit the agent."""
+        transition = check_transition(transition, self.transition_spec)
         if self._latest is not None:  # update() was skipped: learn in order, lose nothing
             self._learn()
         t = transition
