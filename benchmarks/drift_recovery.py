@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import machine  # noqa: E402
+from cartpole_vs_sb3 import machine, timed_trainer_class  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIFTS: dict[str, dict[str, Any]] = {
@@ -62,23 +62,14 @@ EVAL_EPISODES = 20
 
 def trial(shift: str, condition: str, seed: int) -> dict[str, Any]:
     from rlkit import Plugins, load_experiment
-    from rlkit.loop import Trainer
 
     spec = SHIFTS[shift]
     at = 0 if condition == "scratch" else spec["at"]
     target = spec["target"]
 
-    class DriftTrainer(Trainer):
-        history: list[dict[str, float]]
-        started = 0.0
-        eval_s = 0.0
-
+    class DriftTrainer(timed_trainer_class()):  # type: ignore[misc]
         def _evaluate(self, logger: Any) -> Any:
-            start = time.perf_counter()
             result = super()._evaluate(logger)
-            self.history.append({"step": self.env_steps, "return": result.mean,
-                                 "train_s": start - self.started - self.eval_s})
-            self.eval_s += time.perf_counter() - start
             if self.env_steps > at and result.mean >= target:
                 self.target_reached = True  # recovered: stop here
             return result

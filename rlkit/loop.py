@@ -93,18 +93,22 @@ if TYPE_CHECKING:
 __all__ = ["Trainer", "build_agent", "env_options", "load_agent", "resolve_device"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; errors say what is available."""
+def resolve_device(name: str, *, what: str = "train.device",
+                   instead: str = "--device cpu (or auto)") -> torch.device:
+    """``auto`` -> cuda if available, else cpu; errors say what is available.
+
+    :param what: how errors name the setting; ``instead``: what they suggest without CUDA.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RunError(f"train.device: {name!r} is not a device; use auto, cpu, cuda or "
+        raise RunError(f"{what}: {name!r} is not a device; use auto, cpu, cuda or "
                        f"cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"train.device: {name!r} requested but CUDA is not available on this "
-                       f"machine; use --device cpu (or auto).")
+        raise RunError(f"{what}: {name!r} requested but CUDA is not available on this "
+                       f"machine; use {instead}.")
     return device
 
 
@@ -649,14 +653,27 @@ class Trainer:
                 last_tick, tick_steps = now, self.env_steps
                 nan.flush()
                 self._log_rollout(logger, sps)
-            if eval_every and self.env_steps >= next_eval:
-                next_eval = _next_multiple(self.env_steps, eval_every)
-                self._evaluate(logger)
-                if stop_at_target and self.target_reached:
+            if self.env_steps >= next_eval or self.env_steps >= next_ckpt:
+                next_eval, next_ckpt, stop = self._periodic(logger, next_eval, next_ckpt,
+                                                            stop_at_target)
+                if stop:
                     return
-            if train.checkpoint_every and self.env_steps >= next_ckpt:
-                next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-                self._checkpoint(periodic=True)
+
+    def _periodic(self, logger: RunLogger, next_eval: int, next_ckpt: int,
+                  stop_at_target: bool) -> tuple[int, int, bool]:
+        """The evaluation and checkpoint due at this step (``next_eval``/``next_ckpt`` are
+        ``sys.maxsize`` when never due); returns the next ones, and True when the run stops at
+        its target."""
+        every, checkpoint_every = self.experiment.eval.every, self.experiment.train.checkpoint_every
+        if every and self.env_steps >= next_eval:
+            next_eval = _next_multiple(self.env_steps, every)
+            self._evaluate(logger)
+            if stop_at_target and self.target_reached:
+                return next_eval, next_ckpt, True
+        if checkpoint_every and self.env_steps >= next_ckpt:
+            next_ckpt = _next_multiple(self.env_steps, checkpoint_every)
+            self._checkpoint(periodic=True)
+        return next_eval, next_ckpt, False
 
     def _driven(self, driver: Driver, logger: RunLogger, limit: int,
                 stop_at_target: bool) -> None:
@@ -693,14 +710,10 @@ class Trainer:
                         self._log_rollout(logger, sps)
                 if self._stop_signal is not None:
                     break
-                if eval_every and self.env_steps >= next_eval:
-                    next_eval = _next_multiple(self.env_steps, eval_every)
-                    self._evaluate(logger)
-                    if stop_at_target and self.target_reached:
-                        return
-                if train.checkpoint_every and self.env_steps >= next_ckpt:
-                    next_ckpt = _next_multiple(self.env_steps, train.checkpoint_every)
-                    self._checkpoint(periodic=True)
+                next_eval, next_ckpt, stop = self._periodic(logger, next_eval, next_ckpt,
+                                                            stop_at_target)
+                if stop:
+                    return
         finally:
             self._driver = None
             driver.close()

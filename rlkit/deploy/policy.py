@@ -497,17 +497,9 @@ def _decoded(value: Any) -> Any:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"load_policy: device {name!r} is not a device; use auto, cpu, cuda "
-                         f"or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"load_policy: device {name!r} requested but CUDA is not available on "
-                       f"this machine; use device='cpu'.")
-    return device
+    from rlkit.loop import resolve_device  # the trainer's rule, with this call's names
+
+    return resolve_device(name, what="load_policy: device", instead="device='cpu'")
 
 
 def _env_steps(state: Mapping[str, Any]) -> int | None:

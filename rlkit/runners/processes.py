@@ -41,7 +41,7 @@ from rlkit.optim import Optimizer
 from rlkit.runners.learner import Learner, RemoteLevel, worker_seed
 from rlkit.specs import Progress
 
-__all__ = ["ProcessDriver", "SharedModelStep", "WorkerFailed"]
+__all__ = ["ProcessDriver", "SharedModelStep", "WorkerFailed", "restart_or_stop"]
 
 POLL_S = 0.05
 """How often the supervisor looks at its workers' pipes and processes."""
@@ -305,19 +305,24 @@ class ProcessDriver:
         if control.lock is not None and control.holder.value == worker + 1:
             control.holder.value = 0
             control.lock.release()  # it died holding the update lock
-        params = self.params
-        if params.on_worker_failure == "restart" and record.restarts < params.max_restarts:
-            self._spawn(worker, None, restarts=record.restarts + 1)
-            self.pending.messages.append(
-                f"a3c worker {worker} {why}; restarted it ({record.restarts + 1} of "
-                f"algorithm.max_restarts: {params.max_restarts})")
-            return
-        reason = ("algorithm.on_worker_failure: stop" if params.on_worker_failure == "stop"
-                  else f"it was restarted {record.restarts} times already "
-                       f"(algorithm.max_restarts: {params.max_restarts})")
-        raise WorkerFailed(f"a3c worker {worker} {why}; the run stops ({reason}). The global "
-                           f"model is kept in the checkpoint; fix the cause and resume with "
-                           f"rlkit train --resume {self.trainer.run_dir}.")
+        self.pending.messages.append(restart_or_stop(
+            self.params, f"a3c worker {worker}", why, record.restarts, self.trainer.run_dir))
+        self._spawn(worker, None, restarts=record.restarts + 1)
+
+
+def restart_or_stop(params: Any, who: str, why: str, restarts: int, run_dir: Any) -> str:
+    """The failure policy (``on_worker_failure``, ``max_restarts``) for a worker that has been
+    restarted ``restarts`` times: the message announcing its restart, or :class:`WorkerFailed`
+    saying why the run stops."""
+    if params.on_worker_failure == "restart" and restarts < params.max_restarts:
+        return (f"{who} {why}; restarted it ({restarts + 1} of algorithm.max_restarts: "
+                f"{params.max_restarts})")
+    reason = ("algorithm.on_worker_failure: stop" if params.on_worker_failure == "stop"
+              else f"it was restarted {restarts} times already (algorithm.max_restarts: "
+                   f"{params.max_restarts})")
+    raise WorkerFailed(f"{who} {why}; the run stops ({reason}). The global model is kept in "
+                       f"the checkpoint; fix the cause and resume with rlkit train --resume "
+                       f"{run_dir}.")
 
 
 def _worker_main(worker: int, config: Mapping[str, Any], seed: int, state: Any,

@@ -34,7 +34,7 @@ from rlkit.errors import RunError
 from rlkit.failures import describe
 from rlkit.optim import load_optimizer_state, make_optimizer
 from rlkit.runners.learner import Learner, RemoteLevel, worker_seed
-from rlkit.runners.processes import WorkerFailed, _Pending
+from rlkit.runners.processes import _Pending, restart_or_stop
 from rlkit.specs import Progress
 
 __all__ = ["ParameterServerStep", "RayDriver"]
@@ -314,20 +314,10 @@ class RayDriver:
         actor = self.actors[worker]
         self._kill(actor.handle)
         held.pop(worker, None)
-        params = self.params
-        if params.on_worker_failure == "restart" and actor.restarts < params.max_restarts:
-            self._create(worker, None, restarts=actor.restarts + 1)  # run_until calls it
-            self.pending.messages.append(
-                f"a3c worker {worker} {why}; restarted it ({actor.restarts + 1} of "
-                f"algorithm.max_restarts: {params.max_restarts})")
-            return
-        reason = ("algorithm.on_worker_failure: stop" if params.on_worker_failure == "stop"
-                  else f"it was restarted {actor.restarts} times already "
-                       f"(algorithm.max_restarts: {params.max_restarts})")
-        raise WorkerFailed(f"a3c worker {worker} (Ray actor) {why}; the run stops ({reason}). "
-                           f"The global model of the last hold is kept in the checkpoint; fix "
-                           f"the cause and resume with rlkit train --resume "
-                           f"{self.trainer.run_dir}.")
+        self.pending.messages.append(restart_or_stop(
+            self.params, f"a3c worker {worker} (Ray actor)", why, actor.restarts,
+            self.trainer.run_dir))
+        self._create(worker, None, restarts=actor.restarts + 1)  # run_until calls it
 
     def _kill(self, handle: Any) -> None:
         try:
