@@ -77,7 +77,7 @@ def test_a_killed_ray_worker_is_restarted(ray_instance, plugins: Plugins, tmp_pa
                       console=Console(file=out, width=200))
     summary = trainer.run()
     assert summary["status"] == "finished"
-    assert "a3c worker 0 died (its Ray actor is gone" in out.getvalue()
+    assert "a3c worker 0 (Ray actor) died (its Ray actor is gone" in out.getvalue()
     assert "restarted it (1 of algorithm.max_restarts: 3)" in out.getvalue()
     assert len(created) == 3
 
