@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -82,8 +82,9 @@ from rlkit.interfaces import (
 from rlkit.lifecycle import LifecycleHooks
 from rlkit.logger import RunLogger, check_scalars_csv
 from rlkit.metrics import EpisodeStats
-from rlkit.plugins import Plugins
+from rlkit.plugins import Plugins, not_installed_message, recorded_providers
 from rlkit.snapshot import SnapshotUnsupported
+from rlkit.spaces import space_to_data
 from rlkit.transfer import Rollback, carry_normalizers, freeze, transfer
 from rlkit.validation import ConfigError, in_context
 
@@ -252,8 +253,36 @@ def _stored_experiment(data: Any, plugins: Plugins, path: Path) -> Experiment:
     try:
         return resolve(data, plugins, source=str(path))
     except ConfigError as exc:
-        raise ConfigError(f"{path}: in the config stored in this checkpoint: {exc}",
+        missing = _missing_plugin(exc, data, plugins, path)
+        raise ConfigError(f"{path}: in the config stored in this checkpoint: {missing or exc}",
                           key=exc.key, source=str(path)) from None
+
+
+def _missing_plugin(exc: ConfigError, data: Any, plugins: Plugins, path: Path) -> str | None:
+    """``exc`` reworded where the stored config names an algorithm, backbone or exploration
+    strategy this session lacks and the run's ``manifest.json`` says which plugin provided it
+    (what to install); None otherwise."""
+    section = (exc.key or "").removesuffix(".name")
+    tables: dict[str, Mapping[str, Any]] = {
+        "algorithm": plugins.algorithms, "backbone": plugins.backbones,
+        "exploration": plugins.exploration}
+    if section not in tables or exc.key != f"{section}.name" or not isinstance(data, dict):
+        return None
+    raw = data.get(section)
+    name = raw.get("name") if isinstance(raw, dict) else raw
+    if not isinstance(name, str) or name in tables[section]:
+        return None
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    providers = recorded_providers(manifest, section, name, plugins.providers)
+    if not providers:
+        return None
+    return f"{exc.key}: {not_installed_message(section, name, providers)}"
 
 
 class Trainer:
@@ -313,6 +342,9 @@ class Trainer:
             env_options(experiment, for_eval=True), device=self.device,
             num_envs=experiment.eval.num_envs or min(experiment.eval.episodes, 32))
         self.stats = EpisodeStats(self.env.num_envs, self.device)
+        self._spaces = _recorded_spaces(spec)
+        """The spaces the agent was built for, kept in every checkpoint: ``load_policy`` and
+        ``Agent.load`` rebuild the agent from them without building the env."""
         rollback = experiment.eval.rollback
         self.rollback: Rollback | None = None if rollback is None else Rollback(
             drop=rollback.drop, min_drop=rollback.min_drop, patience=rollback.patience)
@@ -961,6 +993,7 @@ class Trainer:
             "env": env_state,
             "exact": exact,
             "obs": self.obs,
+            "spaces": self._spaces,
             "rng": seeding.rng_state(),
             "trainer": {
                 "env_steps": self.env_steps,
@@ -1060,7 +1093,18 @@ class Trainer:
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
             "plugins": self.plugins.versions(),
+            "components": self._components(),
         }
+
+    def _components(self) -> dict[str, dict[str, str]]:
+        """Which plugin (entry point) provided the run's algorithm, backbone and exploration
+        strategy: what to install where one is missing later."""
+        exp, plugins = self.experiment, self.plugins
+        chosen = (("algorithm", exp.algorithm, plugins.algorithms),
+                  ("backbone", exp.backbone, plugins.backbones),
+                  ("exploration", exp.exploration, plugins.exploration))
+        return {section: {"name": comp.name, "plugin": table[comp.name][1].plugin}
+                for section, comp, table in chosen if comp is not None and comp.name in table}
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -1080,6 +1124,17 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+def _recorded_spaces(spec: EnvSpec) -> dict[str, Any] | None:
+    """``spec``'s spaces as checkpoint data (:mod:`rlkit.spaces`); None for a space type that
+    cannot be recorded (then loaders build the env to read them)."""
+    try:
+        return {"observation": space_to_data(spec.observation_space, "spaces.observation"),
+                "action": space_to_data(spec.action_space, "spaces.action"),
+                "num_envs": int(spec.num_envs)}
+    except (ValueError, TypeError):
+        return None
 
 
 def _next_multiple(steps: int, every: int) -> int:

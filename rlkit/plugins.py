@@ -27,7 +27,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -343,6 +343,50 @@ class Plugins:
             name: (p.distribution if not p.version else f"{p.distribution} {p.version}")
             for name, p in sorted(self.providers.items())
         }
+
+
+def recorded_providers(manifest: Mapping[str, Any], section: str, name: str,
+                       loaded: Collection[str]) -> list[str]:
+    """The plugins a run's ``manifest.json`` says may have provided ``section`` ``name``
+    (``"algorithm"``, ``"backbone"`` or ``"exploration"``), as ``"distribution version"``.
+
+    The plugin its ``components`` entry names, where the run recorded one; else the recorded
+    plugin whose entry-point name is ``name``; else every recorded plugin not in ``loaded``
+    (the entry-point names of this session). Plugins registered in code are left out: no
+    package installs them.
+    """
+    plugins = manifest.get("plugins")
+    if not isinstance(plugins, Mapping):
+        return []
+    recorded = {str(k): str(v) for k, v in plugins.items() if not str(v).startswith(LOCAL)}
+    components = manifest.get("components")
+    component = components.get(section) if isinstance(components, Mapping) else None
+    if (isinstance(component, Mapping) and component.get("name") == name
+            and component.get("plugin") in recorded):
+        return [recorded[str(component["plugin"])]]
+    missing = {k: v for k, v in recorded.items() if k not in loaded}
+    if name in missing:
+        return [missing[name]]
+    return sorted(set(missing.values()))
+
+
+def not_installed_message(section: str, name: str, providers: Sequence[str]) -> str:
+    """``"algorithm 'x' is not installed; this run was trained with pkg 1.0 (manifest.json):
+    pip install pkg==1.0"``, for ``providers`` from :func:`recorded_providers`."""
+    kind = "exploration strategy" if section == "exploration" else section
+    pins = " ".join(_pin(p) for p in providers)
+    if len(providers) == 1:
+        return (f"{kind} {name!r} is not installed; this run was trained with {providers[0]} "
+                f"(manifest.json): pip install {pins}")
+    return (f"{kind} {name!r} is not installed; this run was trained with plugins that are "
+            f"not installed now, one of which provided it: {', '.join(providers)} "
+            f"(manifest.json): pip install {pins}")
+
+
+def _pin(entry: str) -> str:
+    """``"pkg 1.0"`` -> ``"pkg==1.0"`` (a distribution without a version stays as it is)."""
+    dist, _, version = entry.rpartition(" ")
+    return f"{dist}=={version}" if dist else entry
 
 
 def _lookup(table: dict[str, tuple[Any, Provider]], name: str, kind: str, key: str) -> Any:

@@ -24,6 +24,17 @@ The checks, each also callable on its own:
   without per-env state pass trivially; recurrent ones (``backbone={"name": "lstm"}``) are
   checked for real.
 
+Two arguments widen the coverage of any of them:
+
+* ``backbone={"name": "lstm", "hidden_size": 16}`` (of :func:`experiment_for` and
+  :func:`check_algorithm`) runs the checks with that backbone, e.g. an algorithm's recurrent
+  path, or your own backbone plugin;
+* ``env=shifted_actions_env()`` runs them on ``Discrete(3, start=-1)`` actions (Acrobot's
+  torques renumbered): an agent must send ``index + space.start`` and learn from the actions
+  it is told were taken, which are in the same numbering. An action outside the space raises
+  a ``ValueError`` in the env, and an action taken as an index out of range fails in the
+  agent's own update.
+
 Each raises ``AssertionError`` with a message naming the algorithm and the check. Experiments
 from :func:`experiment_for` turn on ``check_actions`` for envs whose batched constructor takes it
 (rlkit's torch-native envs), so an action outside the action space fails the check with a
@@ -59,6 +70,7 @@ __all__ = [
     "check_save_load",
     "check_smoke",
     "experiment_for",
+    "shifted_actions_env",
 ]
 
 
@@ -74,7 +86,21 @@ def experiment_for(
     seed: int = 0,
     backbone: Mapping[str, Any] | None = None,
 ) -> Experiment:
-    """A small, validated experiment for ``algorithm`` on ``env_id`` (evaluation off)."""
+    """A small, validated experiment for ``algorithm`` on ``env_id`` (evaluation off).
+
+    :param algorithm: the registered algorithm name.
+    :param env_id: the gymnasium id (``env.id``), overridden by an ``id`` in ``env``.
+    :param plugins: the plugin session that provides the algorithm and backbone.
+    :param params: the ``algorithm:`` section's settings (small ones keep the checks fast).
+    :param env: more of the ``env:`` section (``kwargs``, ``wrappers``...; two envs unless it
+        sets ``num_envs``), e.g. :func:`shifted_actions_env`.
+    :param steps: ``train.total_steps``.
+    :param workdir: where run directories go (``run.dir``).
+    :param seed: ``train.seed``.
+    :param backbone: the ``backbone:`` section (default: an ``mlp`` of two 32-unit layers), e.g.
+        ``{"name": "lstm", "hidden_size": 16}`` for an algorithm's recurrent path or
+        ``{"name": "yours", ...}`` for a backbone plugin.
+    """
     data: dict[str, Any] = {
         "algorithm": {"name": algorithm, **(params or {})},
         "backbone": dict(backbone or {"name": "mlp", "hidden_sizes": [32, 32]}),
@@ -84,6 +110,19 @@ def experiment_for(
         "run": {"dir": str(workdir)},
     }
     return resolve(data, plugins, source=f"<conformance {algorithm}>")
+
+
+def shifted_actions_env(start: int = -1, *, env_id: str = "Acrobot-v1") -> dict[str, Any]:
+    """An ``env:`` section whose action space is ``Discrete(n, start=start)``: ``env_id``
+    (``Discrete(n)`` actions; Acrobot's three torques by default) wrapped in
+    :class:`rlkit_envs.wrappers.ShiftDiscreteActions`. Pass it as ``env=`` to
+    :func:`experiment_for` or :func:`check_algorithm`.
+
+    :param start: the first action of the space.
+    :param env_id: a gymnasium id with a ``Discrete`` action space starting at 0.
+    """
+    return {"id": env_id, "wrappers": [{"name": "rlkit_envs.wrappers:ShiftDiscreteActions",
+                                        "kwargs": {"start": int(start)}}]}
 
 
 def _with_action_checks(env_id: str, env: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -260,8 +299,13 @@ def check_algorithm(
 ) -> None:
     """Run every conformance check on ``algorithm``.
 
+    The arguments are those of :func:`experiment_for`, plus ``plugins`` (default:
+    :meth:`Plugins.load`).
+
     :param backbone: the backbone section (default: a small ``mlp``); e.g.
         ``{"name": "lstm", "hidden_size": 16}`` checks an algorithm's recurrent support.
+    :param env: more of the ``env:`` section; :func:`shifted_actions_env` checks
+        ``Discrete(n, start != 0)`` action spaces.
     """
     plugins = plugins or Plugins.load()
     workdir = Path(workdir)

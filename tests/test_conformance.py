@@ -4,7 +4,8 @@ Each algorithm runs the same checks a third-party plugin runs on its own: a smok
 the trainer, a save/load round trip through ``torch.load(weights_only=True)``, same-seed
 determinism, exact resume, and episode starts (evaluation leaves the training state alone,
 ``begin_episodes`` resets exactly the envs it names). Algorithms that take recurrent backbones
-run them with ``lstm``/``gru`` too. Settings are small so that the whole file stays fast.
+run them with ``lstm``/``gru`` too, and algorithms for discrete actions on ``Discrete(3, start=-1)``
+(:func:`rlkit.testing.shifted_actions_env`). Settings are small so that the whole file stays fast.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from rlkit.testing import (
     check_save_load,
     check_smoke,
     experiment_for,
+    shifted_actions_env,
 )
 
 FROZEN_LAKE = {"id": "FrozenLake-v1", "num_envs": 2, "kwargs": {"is_slippery": False}}
+SHIFTED = shifted_actions_env(-1)  # Acrobot-v1 with Discrete(3, start=-1) actions
 MINATAR_CNN = {"name": "cnn", "channels": [8], "kernel_sizes": [3], "strides": [1],
                "hidden_sizes": [32]}
 
@@ -36,6 +39,13 @@ CASES: dict[tuple[str, str], dict[str, Any]] = {
                          "params": {"learning_starts": 64, "train_freq": 16,
                                     "gradient_steps": 4, "batch_size": 32,
                                     "target_update_interval": 50, "buffer_size": 500}},
+    ("ppo", "discrete-start-1"): {"env_id": "Acrobot-v1", "env": SHIFTED, "steps": 128,
+                                 "params": {"n_steps": 16, "batch_size": 16, "n_epochs": 1}},
+    ("dqn", "discrete-start-1"): {"env_id": "Acrobot-v1", "env": SHIFTED, "steps": 200,
+                                 "params": {"learning_starts": 32, "train_freq": 16,
+                                            "gradient_steps": 2, "batch_size": 16,
+                                            "target_update_interval": 50,
+                                            "buffer_size": 200}},
     ("ppo", "cnn-breakout"): {"env_id": "rlkit/Breakout-v0", "steps": 256, "backbone": MINATAR_CNN,
                              "params": {"n_steps": 16, "batch_size": 16, "n_epochs": 2,
                                         "share_backbone": True}},

@@ -19,8 +19,8 @@ import rlkit
 from rlkit import Agent, Session, Transition
 from rlkit.checkpoint import save_atomic
 from rlkit.deploy.agent import EMBEDDED_ENV_ID
-from rlkit.deploy.spaces import space_from_data, space_to_data
 from rlkit.errors import CheckpointError
+from rlkit.spaces import space_from_data, space_to_data
 from rlkit.validation import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -385,8 +385,8 @@ def test_exported_files_describe_their_inputs_and_state(exported):
 
 def test_load_policy_needs_no_env_when_spaces_are_recorded_or_given(plugins, runs, tmp_path):
     """A run on an env id this process registered, loaded in a process where nobody registers
-    it: without recorded spaces it says what to do; with the spaces given, or from an
-    Agent.save checkpoint (spaces recorded), it acts as here."""
+    it: its checkpoint records the spaces, so it acts as here; a checkpoint without them says
+    what to do, and acts with the spaces given."""
     gym.register(id="ExportTestOnly-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
                  max_episode_steps=50)
     try:
@@ -395,6 +395,11 @@ def test_load_policy_needs_no_env_when_spaces_are_recorded_or_given(plugins, run
         Trainer(experiment, plugins, run_dir=tmp_path / "custom", progress=False).run()
     finally:
         del gym.registry["ExportTestOnly-v0"]
+    state = torch.load(tmp_path / "custom" / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["spaces"]["num_envs"] == 2
+    del state["spaces"]  # as an older checkpoint
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    ckpt.save_atomic(state, tmp_path / "old" / "checkpoints" / "latest.pt")
     obs = np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4)
     expected = {"custom": load_policy(tmp_path / "custom", plugins=plugins,
                                       observation_space=gym.spaces.Box(-5, 5, (4,)),
@@ -408,13 +413,15 @@ def test_load_policy_needs_no_env_when_spaces_are_recorded_or_given(plugins, run
         from rlkit.validation import ConfigError
         assert "ExportTestOnly-v0" not in gym.registry
         try:
-            load_policy({str(tmp_path / "custom")!r})
+            load_policy({str(tmp_path / "old")!r})
         except ConfigError as exc:
             error = str(exc)
         obs = np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4)
-        custom = load_policy({str(tmp_path / "custom")!r},
+        custom = load_policy({str(tmp_path / "old")!r},
                              observation_space=gym.spaces.Box(-5, 5, (4,)),
                              action_space=gym.spaces.Discrete(2))(obs).tolist()
+        recorded = load_policy({str(tmp_path / "custom")!r})(obs).tolist()
+        assert recorded == custom
         embedded = load_policy({str(runs["uint8_cnn"])!r})(np.zeros((2, 3, 8, 8), np.uint8))
         print(json.dumps({{"error": error, "custom": custom, "embedded": embedded.tolist()}}))
     """)
@@ -488,3 +495,24 @@ def test_the_export_command_writes_the_default_file(runs, plugins, capsys):
     assert f"wrote {path} (torchscript" in capsys.readouterr().out
     file, _ = ckpt.load_run(runs["a2c"])
     assert default_output(file, "onnx", "int8").name == "latest.policy.int8.onnx"
+
+
+def test_a_discrete_space_starting_below_zero_keeps_its_offset(plugins, tmp_path):
+    """PPO on Discrete(3, start=-1): load_policy, the ONNX file and the agent agree (-1..1)."""
+    from rlkit.testing import shifted_actions_env
+
+    experiment = experiment_for("ppo", env_id="Acrobot-v1", plugins=plugins, params=PPO,
+                                steps=32, workdir=tmp_path, env=shifted_actions_env(-1))
+    trainer = Trainer(experiment, plugins, run_dir=tmp_path / "run", progress=False)
+    trainer.run()
+    obs = np.random.default_rng(0).uniform(-1, 1, (64, 6)).astype(np.float32)
+    expected = trainer.agent.act(torch.as_tensor(obs), explore=False).numpy()
+    assert expected.min() >= -1 and expected.max() <= 1
+    policy = load_policy(tmp_path / "run", plugins=plugins)
+    assert (policy(obs) == expected).all()
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    path = export_policy(tmp_path / "run", "onnx", out=tmp_path / "p.onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    assert (session.run(None, {"obs": obs})[0] == expected).all()

@@ -184,8 +184,9 @@ def test_an_env_that_raises_in_an_actor_names_the_worker_its_envs_and_the_error(
 
 
 def test_an_actor_that_cannot_build_its_env_is_named(ray_instance):
-    with pytest.raises(EnvError, match=r"rollout worker \d of 2 .* raised RuntimeError while "
-                                       r"starting: no licence for the simulator"):
+    # every actor fails; one or both may be named, whichever the wait saw fail first
+    with pytest.raises(EnvError, match=r"rollout workers? [0-9, ]+ of 2 .* raised RuntimeError "
+                                       r"while starting: no licence for the simulator"):
         faulty("init")
 
 

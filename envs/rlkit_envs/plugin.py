@@ -19,3 +19,5 @@ def register_wrappers(register: Callable[..., None]) -> None:
     # by reference: the module is imported only when an env uses the wrapper
     register("rlkit_envs.wrappers:SelectObservation",
              description="keep some components of a flat Box observation (hide velocities)")
+    register("rlkit_envs.wrappers:ShiftDiscreteActions",
+             description="renumber a Discrete(n) action space to start elsewhere (start=-1)")

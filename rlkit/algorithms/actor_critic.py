@@ -1,7 +1,8 @@
 """The actor-critic network of the policy-gradient algorithms (PPO, A2C, A3C): a policy head
 (categorical logits for Discrete actions, a diagonal Gaussian mean with a learned,
 state-independent log standard deviation for Box actions) and a value head on top of one shared
-backbone or one backbone each, feed-forward or recurrent.
+backbone or one backbone each, feed-forward or recurrent. Sampling, log-probabilities,
+entropies and modes are those of :mod:`rlkit.distributions`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from rlkit import distributions as D
 from rlkit.interfaces import is_recurrent
 from rlkit.validation import IncompatibleError
 
@@ -109,39 +111,22 @@ class ActorCritic(nn.Module):
         return out[0], value[0], state
 
     def log_prob_entropy(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log_prob, entropy)`` of ``actions`` (indices, or unclipped Gaussian actions)
+        under the policy output ``out`` (:mod:`rlkit.distributions`)."""
         if self.discrete:
-            log_p = torch.log_softmax(out, dim=-1)
-            entropy = -(log_p.exp() * log_p).sum(-1)
-            return _categorical_log_prob(log_p, actions), entropy
-        log_std = self.log_std.expand_as(out)
-        log_prob = _gaussian_log_prob((actions - out) * torch.exp(-log_std), log_std)
-        entropy = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
-        return log_prob, entropy
+            return D.categorical_log_prob_entropy(out, actions)
+        return D.gaussian_log_prob_entropy(out, self.log_std, actions)
 
     def sample(self, out: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """An action drawn from the policy and its log-probability (no entropy: acting does
-        not need it)."""
-        if self.discrete:  # Gumbel-max: one uniform draw per logit, no distribution objects
-            log_p = torch.log_softmax(out, dim=-1)
-            u = torch.rand(out.shape, generator=generator, device=out.device)
-            action = torch.argmax(log_p - torch.log(-torch.log(u.clamp_min_(1e-20))), dim=-1)
-            return action, _categorical_log_prob(log_p, action)
-        z = torch.randn(out.shape, generator=generator, device=out.device)
-        return out + z * self.log_std.exp(), _gaussian_log_prob(z, self.log_std)
+        not need it): an index (Gumbel-max), or an unclipped Gaussian sample."""
+        if self.discrete:
+            return D.categorical_sample(out, generator)
+        return D.gaussian_sample(out, self.log_std, generator)
 
     def mode(self, out: Tensor) -> Tensor:
-        return torch.argmax(out, dim=-1) if self.discrete else out
-
-
-def _categorical_log_prob(log_p: Tensor, actions: Tensor) -> Tensor:
-    """``log pi(a)`` of each row's action, from the log-softmax ``log_p`` ``(B, n)``."""
-    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-
-
-def _gaussian_log_prob(z: Tensor, log_std: Tensor) -> Tensor:
-    """``log pi(a)`` of a diagonal Gaussian from the standardised action
-    ``z = (a - mean) / std``, summed over the action dimensions."""
-    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        """The deterministic action: the most likely index, or the Gaussian mean."""
+        return D.categorical_mode(out) if self.discrete else D.gaussian_mode(out)
 
 
 def _output_dim(backbone: nn.Module) -> int:

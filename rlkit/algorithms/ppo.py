@@ -10,8 +10,10 @@ gradient steps on the clipped surrogate objective::
 
 Discrete action spaces use a categorical policy, boxes a diagonal Gaussian with a learned,
 state-independent log standard deviation (actions are clipped to the bounds when sent to the
-environment). Truncated episodes bootstrap from the value of their final observation;
-terminated ones do not.
+environment). A ``Discrete(n, start=s)`` space receives ``index + s`` and its actions are
+learned from as ``action - s``. Sampling and scoring use :mod:`rlkit.distributions`.
+Truncated episodes bootstrap from the value of their final observation; terminated ones do
+not.
 
 **Actions taken in place of the agent's.** The rollout stores, per env, the action the
 transition says was taken and its log-probability under the behaviour policy -- the policy
@@ -53,6 +55,7 @@ from torch import Tensor
 
 from rlkit.algorithms.actor_critic import ActorCritic
 from rlkit.buffers import RolloutBuffer, SequenceBatch
+from rlkit.distributions import clip_to_box, from_discrete_space, to_discrete_space
 from rlkit.interfaces import (
     BuildContext,
     NanCheck,
@@ -181,6 +184,10 @@ class PPO:
                                     state_shape=self.model.state_shape if self.recurrent
                                     else None, seq_len=config.seq_len)
         self.action_space = spec.action_space
+        self.action_start = (int(spec.action_space.start)
+                             if isinstance(spec.action_space, gym.spaces.Discrete) else 0)
+        """Added to the policy's indices: ``Discrete(n, start)`` actions are ``start ..
+        start + n - 1``."""
         self.transition_spec = TransitionSpec.from_env(spec, self.device, algorithm=self.name)
         """What :meth:`observe` accepts (:func:`rlkit.transitions.check_transition`)."""
         if isinstance(spec.action_space, gym.spaces.Box):
@@ -239,8 +246,8 @@ class PPO:
         if self._pending is None:  # driven without act(): score the given actions
             with torch.no_grad():
                 out, value = self.model(transition.obs)
-                log_prob, _ = self.model.log_prob_entropy(out, transition.action)
-            action = transition.action
+                action = self._index(transition.action)
+                log_prob, _ = self.model.log_prob_entropy(out, action)
         else:
             acted, self._pending = self._pending, None
             action, log_prob = self._taken(acted, transition.action)
@@ -472,17 +479,28 @@ class PPO:
         if taken is acted.sent and acted.version >= 0 and _version(taken) == acted.version:
             return acted.action, acted.log_prob  # the agent's own action, untouched
         with torch.no_grad():
-            scored, _ = self.model.log_prob_entropy(acted.out, taken)
             if self.model.discrete:
-                return taken, scored
+                index = from_discrete_space(taken, self.action_start)
+                scored, _ = self.model.log_prob_entropy(acted.out, index)
+                return index, scored
+            scored, _ = self.model.log_prob_entropy(acted.out, taken)
             same = (taken == self._to_env(acted.action)).all(dim=-1)  # exactly what was sent
             return (torch.where(same.unsqueeze(-1), acted.action, taken),
                     torch.where(same, acted.log_prob, scored))
 
     def _to_env(self, action: Tensor) -> Tensor:
+        """What the env receives: an index offset by the space's ``start``, or the Gaussian
+        sample clipped to the bounds (:mod:`rlkit.distributions`)."""
         if self.model.discrete:
-            return action
-        return torch.clamp(action, self.low, self.high)
+            return to_discrete_space(action, self.action_start)
+        return clip_to_box(action, self.low, self.high)
+
+    def _index(self, action: Tensor) -> Tensor:
+        """A transition's action as the policy scores it: a discrete action as an index
+        from 0; a continuous one as it is."""
+        if self.model.discrete:
+            return from_discrete_space(action, self.action_start)
+        return action
 
 
 def _version(tensor: Tensor) -> int:

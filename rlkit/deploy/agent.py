@@ -19,7 +19,7 @@ name no gymnasium registry can hold, so the config can never build an env by acc
 (its ``num_envs`` is the default for ``num_envs``) but its id is not built either.
 
 **Checkpoints** written by :meth:`Agent.save` hold the resolved config, the agent's state and
-the spaces as tensors and plain data (:mod:`rlkit.deploy.spaces`), written atomically
+the spaces as tensors and plain data (:mod:`rlkit.spaces`), written atomically
 (:func:`rlkit.checkpoint.save_atomic`). :meth:`Agent.load` rebuilds the agent from them alone,
 with ``torch.load(weights_only=True)``: the package that provides the simulator or env need
 not be installed, and nothing the config names is imported or run.
@@ -41,12 +41,12 @@ from torch import Tensor
 from rlkit import checkpoint as ckpt
 from rlkit.buffers import observation_layout
 from rlkit.config import Experiment, blame, read_yaml, resolve
-from rlkit.deploy.spaces import space_from_data, space_to_data
 from rlkit.errors import CheckpointError
 from rlkit.interfaces import Algorithm, EnvSpec, Exploration, Transition
 from rlkit.interfaces import begin_episodes as _begin_episodes
 from rlkit.interfaces import separate_state as _separate_state
 from rlkit.loop import build_agent, resolve_device
+from rlkit.spaces import space_from_data, space_to_data
 from rlkit.transitions import TransitionSpec
 from rlkit.validation import ConfigError
 
@@ -220,7 +220,7 @@ class Agent:
             if observation_space is None or action_space is None:
                 raise CheckpointError(
                     f"{file}: records no observation and action spaces (it was written by "
-                    f"rlkit's trainer or by another program, not by Agent.save). Load it with "
+                    f"an older rlkit or by another program). Load it with "
                     f"rlkit.load_agent({str(file)!r}) where its env can be built, or give the "
                     f"spaces: Agent.load(path, observation_space=..., action_space=...).")
             obs_space, act_space = observation_space, action_space

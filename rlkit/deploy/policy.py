@@ -16,10 +16,11 @@ values), and the action's post-processing (argmax, clipping to the Box, DDPG's `
 rescaled to the bounds). Numpy in gives numpy out; a tensor in gives a tensor out, on the
 input's device.
 
-**Spaces.** A checkpoint written by :meth:`rlkit.Agent.save <rlkit.deploy.agent.Agent.save>`
-records its observation and action spaces, and the policy is built from them alone. A trainer
-checkpoint records none: then the env is built once, with one copy (``num_envs=1``), only to
-read its spaces, and closed -- unless ``observation_space`` and ``action_space`` are given.
+**Spaces.** Checkpoints of the trainer and of :meth:`rlkit.Agent.save
+<rlkit.deploy.agent.Agent.save>` record their observation and action spaces, and the policy is
+built from them alone. A checkpoint that records none (an older one): the env is built once,
+with one copy (``num_envs=1``), only to read its spaces, and closed -- unless
+``observation_space`` and ``action_space`` are given.
 
 **Recurrent policies** (``lstm``, ``gru``) keep no state themselves: the caller holds it, one
 row per simulated agent, and passes it in and gets the next one back::
@@ -48,9 +49,9 @@ from torch import Tensor, nn
 
 from rlkit import checkpoint as ckpt
 from rlkit.config import Experiment, resolve
-from rlkit.deploy.spaces import space_from_data
 from rlkit.environments import _torch_dtype as observation_dtype
 from rlkit.errors import CheckpointError, RunError
+from rlkit.spaces import space_from_data
 from rlkit.validation import ConfigError, in_context
 
 if TYPE_CHECKING:
@@ -550,9 +551,10 @@ def _build(family: str, experiment: Experiment, plugins: Plugins, agent: Mapping
                                 log_std_init=params.log_std_init, algorithm=name)
             weights(model, "model")
             body = model.actor_body
+            start = int(act_space.start) if model.discrete else 0  # type: ignore[attr-defined]
             net = PolicyNet(body=body, head=model.policy_head,
                             output="argmax" if model.discrete else "clip",
-                            state_shape=_state_shape(body), **common)
+                            action_start=start, state_shape=_state_shape(body), **common)
             return net, None if model.discrete else model.log_std.detach().clone()
         if family == "q_network":
             from rlkit.algorithms.dqn import QNetwork

@@ -12,11 +12,13 @@ environment. A terminated episode ends its return. Where an episode was cut off 
 a time limit (``truncated``) or by the end of the rollout -- the return is completed with the
 baseline's value of the observation where it was cut: ``G_t = r_t + gamma * b(s_{t+1})``.
 With ``n_steps`` longer than every episode these are the paper's Monte-Carlo returns.
+
+Sampling, log-probabilities and entropies come from :mod:`rlkit.distributions`, the functions
+rlkit's own PPO uses; gradient clipping from :func:`rlkit.optim.clip_grad_norm`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +27,22 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from rlkit.distributions import (
+    categorical_log_prob_entropy,
+    categorical_mode,
+    categorical_sample,
+    from_discrete_space,
+    to_discrete_space,
+)
 from rlkit.hookspecs import hookimpl
 from rlkit.interfaces import BuildContext, Transition
-from rlkit.optim import OptimizerConfig, load_optimizer_state, make_optimizer, set_learning_rate
+from rlkit.optim import (
+    OptimizerConfig,
+    clip_grad_norm,
+    load_optimizer_state,
+    make_optimizer,
+    set_learning_rate,
+)
 from rlkit.validation import ConfigError, param
 
 
@@ -82,11 +97,10 @@ class Reinforce:
     def act(self, obs: Tensor, explore: bool = True) -> Tensor:
         logits = self.policy(obs)
         if explore:
-            probs = logits.softmax(-1)
-            index = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+            index, _ = categorical_sample(logits, self.generator)
         else:
-            index = logits.argmax(-1)
-        return index + self.action_start
+            index = categorical_mode(logits)
+        return to_discrete_space(index, self.action_start)  # Discrete(n, start) actions
 
     def observe(self, transition: Transition) -> None:
         t = transition
@@ -106,10 +120,9 @@ class Reinforce:
                                min(self.env_steps / self.total_steps, 1.0))
         returns = self._returns(reward, next_obs, terminated, truncated)
         values = self.baseline(obs.flatten(0, 1)).view_as(reward)
-        log_p = self.policy(obs.flatten(0, 1)).log_softmax(-1)
-        index = (action.flatten(0, 1).long() - self.action_start).unsqueeze(-1)
-        log_prob = log_p.gather(-1, index).view_as(reward)
-        entropy = -(log_p.exp() * log_p).sum(-1).view_as(reward)
+        index = from_discrete_space(action.flatten(0, 1), self.action_start)
+        log_prob, entropy = categorical_log_prob_entropy(self.policy(obs.flatten(0, 1)), index)
+        log_prob, entropy = log_prob.view_as(reward), entropy.view_as(reward)
         mask = valid.float()  # reset-only steps (valid=False) are not learned from
         advantages = (returns - values).detach()
         if cfg.normalize_advantages:
@@ -124,7 +137,7 @@ class Reinforce:
                              "algorithm.optimizer.lr or scale the rewards (env.wrappers)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm or math.inf)
+        grad_norm = clip_grad_norm(self.parameters, cfg.max_grad_norm)
         self.nan_check.check("train/grad_norm", grad_norm, "exploding gradients; lower "
                              "algorithm.optimizer.lr or algorithm.max_grad_norm")
         self.optimizer.step()
