@@ -529,6 +529,13 @@ class Trainer:
             f"a larger budget (rlkit train {run / 'config.yaml'} --set "
             f"train.total_steps={2 * total}); to measure this one: rlkit eval {run}{trust}.")
 
+    def request_stop(self, reason: str = "requested") -> None:
+        """Stop the running loop at its next step boundary, as Ctrl-C does: the current step
+        finishes, a checkpoint and ``summary.json`` (status ``interrupted``) are written, and
+        :meth:`run` returns. For hooks and programs that decide a run should end early (a
+        pruned hyperparameter trial)."""
+        self._stop_signal = reason
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, max_steps: int | None = None) -> dict[str, Any]:

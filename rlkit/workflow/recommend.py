@@ -568,10 +568,12 @@ def _print(rec: Recommendation, path: Path | None) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    """``rlkit recommend``, and ``rlkit compare`` from :mod:`rlkit.workflow.compare`: the
-    workflow package's commands, through its one entry point."""
-    from rlkit.workflow import compare
+    """``rlkit recommend``, ``rlkit compare`` from :mod:`rlkit.workflow.compare` and
+    ``rlkit tune`` from :mod:`rlkit.workflow.tune`: the workflow package's commands, through
+    its one entry point."""
+    from rlkit.workflow import compare, tune
 
     cli.add("recommend", help="rank algorithms for an env and write a starter experiment",
             description=RECOMMEND_HELP, configure=_configure, run=_run)
     compare.register(cli)
+    tune.register(cli)
