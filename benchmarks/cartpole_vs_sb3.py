@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -136,16 +137,24 @@ def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
             "eval_s": trainer.eval_s, "history": trainer.history, "threads": threads}
 
 
-def sb3_timed_eval(seed: int, budget: int, stop_at_target: bool = False) -> Any:
-    """An SB3 callback: evaluates every EVAL_EVERY steps (and at the budget) with the clock
+def sb3_timed_eval(seed: int, budget: int, stop_at_target: bool = False, *,
+                   every: int = EVAL_EVERY, target: float = TARGET,
+                   evaluate: Callable[[Any, int], float] | None = None) -> Any:
+    """An SB3 callback: evaluates every ``every`` steps (and at the budget) with the clock
     stopped, recording step, return and training time; stops at the budget, or at the first
-    evaluation reaching TARGET when ``stop_at_target``."""
+    evaluation reaching ``target`` when ``stop_at_target``.
+
+    :param evaluate: ``evaluate(model, eval_seed) -> mean return`` (default: :func:`evaluate_sb3`
+        on CartPole-v1); the other benchmarks pass their env's or their recurrent evaluation.
+    """
     from stable_baselines3.common.callbacks import BaseCallback
+
+    score = evaluate if evaluate is not None else evaluate_sb3
 
     class TimedEval(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval = EVAL_EVERY
+            self.next_eval = every
             self.history: list[dict[str, float]] = []
             self.started = 0.0
             self.eval_s = 0.0
@@ -153,12 +162,12 @@ def sb3_timed_eval(seed: int, budget: int, stop_at_target: bool = False) -> Any:
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval or self.num_timesteps >= budget:
                 start = time.perf_counter()
-                mean = evaluate_sb3(self.model, eval_seed(seed, len(self.history)))
+                mean = score(self.model, eval_seed(seed, len(self.history)))
                 self.history.append({"step": self.num_timesteps, "return": mean,
                                      "train_s": start - self.started - self.eval_s})
                 self.eval_s += time.perf_counter() - start
-                self.next_eval = (self.num_timesteps // EVAL_EVERY + 1) * EVAL_EVERY
-                if stop_at_target and mean >= TARGET:
+                self.next_eval = (self.num_timesteps // every + 1) * every
+                if stop_at_target and mean >= target:
                     return False
             return self.num_timesteps < budget
 

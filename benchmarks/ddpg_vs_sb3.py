@@ -39,10 +39,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cartpole_vs_sb3 import (  # noqa: E402
-    eval_seed,
     evaluate_sb3,
     machine,
     timed_trainer_class,
+)
+from cartpole_vs_sb3 import (  # noqa: E402
+    sb3_timed_eval as cartpole_sb3_timed_eval,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,35 +126,11 @@ def sb3_model(part: str, algo: str, seed: int) -> Any:
 
 
 def sb3_timed_eval(part: str, seed: int, budget: int) -> Any:
-    """An SB3 callback: evaluates every EVAL_EVERY[part] env steps and at the budget with the
-    clock stopped, recording step, return and training time; the ``wall`` part stops at the
-    first evaluation reaching TARGET."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    every = EVAL_EVERY[part]
-
-    class TimedEval(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = every
-            self.history: list[dict[str, float]] = []
-            self.started = 0.0
-            self.eval_s = 0.0
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval or self.num_timesteps >= budget:
-                start = time.perf_counter()
-                mean = evaluate_sb3(self.model, eval_seed(seed, len(self.history)),
-                                    env_id=ENV_IDS[part])
-                self.history.append({"step": self.num_timesteps, "return": mean,
-                                     "train_s": start - self.started - self.eval_s})
-                self.eval_s += time.perf_counter() - start
-                self.next_eval = (self.num_timesteps // every + 1) * every
-                if part == "wall" and mean >= TARGET:
-                    return False
-            return self.num_timesteps < budget
-
-    return TimedEval()
+    """cartpole_vs_sb3's SB3 callback for ``part``: evaluates every EVAL_EVERY[part] env steps
+    on its env; the ``wall`` part stops at the first evaluation reaching TARGET."""
+    return cartpole_sb3_timed_eval(
+        seed, budget, stop_at_target=part == "wall", every=EVAL_EVERY[part], target=TARGET,
+        evaluate=lambda model, s: evaluate_sb3(model, s, env_id=ENV_IDS[part]))
 
 
 def trial_sb3(part: str, algo: str, seed: int, budget: int, threads: int) -> dict[str, Any]:

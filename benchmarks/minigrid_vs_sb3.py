@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import eval_seed, machine
+from cartpole_vs_sb3 import machine, sb3_timed_eval
 from recurrent_vs_sb3 import evaluate_recurrent_sb3, trial_rlkit_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,6 @@ def trial_sb3(seed: int, budget: int | None) -> dict[str, Any]:
     import torch
     from gymnasium.vector import AutoresetMode
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     torch.set_num_threads(1)
@@ -75,25 +74,6 @@ def trial_sb3(seed: int, budget: int | None) -> dict[str, Any]:
         return gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="sync", wrappers=[wrap],
                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
 
-    class TimedEval(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = every
-            self.history: list[dict[str, float]] = []
-            self.started = 0.0
-            self.eval_s = 0.0
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval or self.num_timesteps >= total:
-                start = time.perf_counter()
-                mean = evaluate_recurrent_sb3(self.model, eval_seed(seed, len(self.history)),
-                                              EVAL_EPISODES, make_eval)
-                self.history.append({"step": self.num_timesteps, "return": mean,
-                                     "train_s": start - self.started - self.eval_s})
-                self.eval_s += time.perf_counter() - start
-                self.next_eval = (self.num_timesteps // every + 1) * every
-            return self.num_timesteps < total
-
     env = make_vec_env(ENV_ID, n_envs=cfg["num_envs"], seed=seed, wrapper_class=wrap)
     lr = algo["optimizer"]["lr"]
     model = RecurrentPPO("MlpLstmPolicy", env, n_steps=algo["n_steps"],
@@ -103,7 +83,9 @@ def trial_sb3(seed: int, budget: int | None) -> dict[str, Any]:
                          vf_coef=algo["vf_coef"], max_grad_norm=algo["max_grad_norm"],
                          learning_rate=lr, seed=seed, device="cpu", verbose=0,
                          policy_kwargs={"lstm_hidden_size": cfg["hidden_size"]})
-    callback = TimedEval()
+    callback = sb3_timed_eval(
+        seed, total, every=every,
+        evaluate=lambda model, s: evaluate_recurrent_sb3(model, s, EVAL_EPISODES, make_eval))
     callback.started = time.perf_counter()
     model.learn(total_timesteps=total, callback=callback)
     total_s = time.perf_counter() - callback.started

@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cartpole_vs_sb3 import eval_seed, machine, timed_trainer_class
+from cartpole_vs_sb3 import machine, sb3_timed_eval, timed_trainer_class
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "experiments" / "cartpole_novel_lstm.yaml"
@@ -183,32 +183,11 @@ def trial_sb3(seed: int, budget: int) -> dict[str, Any]:
     """RecurrentPPO with the zoo's CartPoleNoVel-v1 hyperparameters, to 475 or the budget."""
     import torch
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
 
     def linear(start: float) -> Any:
         return lambda progress_remaining: progress_remaining * start  # zoo's lin_<start>
-
-    class TimedEval(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = EVAL_EVERY
-            self.history: list[dict[str, float]] = []
-            self.started = 0.0
-            self.eval_s = 0.0
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval or self.num_timesteps >= budget:
-                start = time.perf_counter()
-                mean = evaluate_recurrent_sb3(self.model, eval_seed(seed, len(self.history)))
-                self.history.append({"step": self.num_timesteps, "return": mean,
-                                     "train_s": start - self.started - self.eval_s})
-                self.eval_s += time.perf_counter() - start
-                self.next_eval = (self.num_timesteps // EVAL_EVERY + 1) * EVAL_EVERY
-                if mean >= TARGET:
-                    return False
-            return self.num_timesteps < budget
 
     env = make_sb3_env(ZOO["n_envs"], seed=seed)
     model = RecurrentPPO("MlpLstmPolicy", env, n_steps=ZOO["n_steps"],
@@ -217,7 +196,8 @@ def trial_sb3(seed: int, budget: int) -> dict[str, Any]:
                          learning_rate=linear(ZOO["learning_rate"]),
                          clip_range=linear(ZOO["clip_range"]), seed=seed, device="cpu",
                          verbose=0)
-    callback = TimedEval()
+    callback = sb3_timed_eval(seed, budget, stop_at_target=True, every=EVAL_EVERY,
+                              target=TARGET, evaluate=evaluate_recurrent_sb3)
     callback.started = time.perf_counter()
     model.learn(total_timesteps=budget, callback=callback)
     total_s = time.perf_counter() - callback.started
