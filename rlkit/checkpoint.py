@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import sys
@@ -40,7 +41,7 @@ from rlkit.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "checksum", "clean_temporary_files",
            "find_checkpoint", "keep_link", "load", "load_run", "restore_agent", "restoring",
-           "save_atomic", "validate_run_state"]
+           "save_atomic", "validate_run_state", "write_json_atomic"]
 
 FORMAT_VERSION = 2
 """1: no checksum (still loaded, with a warning); 2: a ``checksum`` entry over the rest."""
@@ -485,3 +486,15 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (``summary.json``, ``manifest.json``); a failed write
+    (a full disk) leaves no temporary file and the previous version of ``path`` intact."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

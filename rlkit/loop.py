@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import re
 import signal
@@ -812,7 +811,7 @@ class Trainer:
         self.wall_time_s = self._wall_time()
         self._segment_start = time.perf_counter()
         summary = self._summary()
-        _write_json(self.run_dir / "summary.json", summary)
+        ckpt.write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
 
     def _stopped_non_finite(self, exc: NonFiniteError, logger: RunLogger) -> dict[str, Any]:
@@ -1084,7 +1083,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(self.info.config, sort_keys=False))
-        _write_json(self.run_dir / "manifest.json", self._manifest())
+        ckpt.write_json_atomic(self.run_dir / "manifest.json", self._manifest())
 
     def _manifest(self) -> dict[str, Any]:
         return {
@@ -1162,18 +1161,6 @@ def _new_run_dir(experiment: Experiment) -> Path:
         path = parent / f"{name}-{suffix}"
         suffix += 1
     return path
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically; a failed write (a full disk) leaves no temporary
-    file and the previous version of ``path`` intact."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _version(dist: str) -> str:

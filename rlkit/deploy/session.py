@@ -38,7 +38,6 @@ from rlkit.deploy.agent import Agent
 from rlkit.failures import describe
 from rlkit.interfaces import Transition
 from rlkit.logger import RunLogger
-from rlkit.loop import _write_json
 from rlkit.metrics import EpisodeStats
 
 __all__ = ["Session"]
@@ -132,7 +131,7 @@ class Session:
                 self.status = "crashed"
             self._stopped = time.perf_counter()
             self.logger.close()
-            _write_json(self.run_dir / "summary.json", self.summary())
+            ckpt.write_json_atomic(self.run_dir / "summary.json", self.summary())
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -165,7 +164,7 @@ class Session:
         self.status = "crashed"
         self._stopped = time.perf_counter()
         self.logger.close()
-        _write_json(self.run_dir / "summary.json", self.summary())
+        ckpt.write_json_atomic(self.run_dir / "summary.json", self.summary())
 
     def _wall_time(self) -> float:
         end = self._stopped if self._stopped is not None else time.perf_counter()
