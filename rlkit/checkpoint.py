@@ -351,6 +351,9 @@ def validate_run_state(state: Mapping[str, Any], path: str | Path, *,
     field(t, "last_eval_step", "trainer.last_eval_step", _count(-1), "a whole number >= -1")
     field(t, "wall_time_s", "trainer.wall_time_s",
           lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a finite number >= 0")
+    if "eval_time_s" in t:  # absent in checkpoints of rlkit before it was recorded
+        field(t, "eval_time_s", "trainer.eval_time_s",
+              lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a finite number >= 0")
     field(t, "best_eval", "trainer.best_eval", lambda v: v is None or _is_real(v),
           "a number or null")
     field(t, "last_eval", "trainer.last_eval", _is_eval_result,

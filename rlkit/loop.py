@@ -359,6 +359,10 @@ class Trainer:
         self.env_steps = 0
         self.evaluations = 0
         self.wall_time_s = 0.0
+        self.summary_extra: dict[str, Any] = {}
+        """More entries for ``summary.json``, from a loop body (:meth:`custom_loop`)."""
+        self.eval_time_s = 0.0
+        """Of ``wall_time_s``, the time spent in evaluations (training time is the rest)."""
         self.last_eval: EvalResult | None = None
         self.last_eval_step = -1
         self.best_eval: float | None = None
@@ -472,6 +476,7 @@ class Trainer:
         self.env_steps = int(t["env_steps"])
         self.evaluations = int(t["evaluations"])
         self.wall_time_s = float(t["wall_time_s"])
+        self.eval_time_s = float(t.get("eval_time_s", 0.0))  # absent before rlkit recorded it
         self.last_eval_step = int(t["last_eval_step"])
         self.best_eval = t["best_eval"]
         self.target_reached = bool(t.get("target_reached",
@@ -528,6 +533,20 @@ class Trainer:
             f"a larger budget (rlkit train {run / 'config.yaml'} --set "
             f"train.total_steps={2 * total}); to measure this one: rlkit eval {run}{trust}.")
 
+    @property
+    def stop_requested(self) -> bool:
+        """Ctrl-C, SIGTERM or :meth:`request_stop` asked the running loop to stop."""
+        return self._stop_signal is not None
+
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """A block that changes the agent's and the envs' state together (act, step, observe,
+        update). A crash inside it leaves them out of step, so the crash checkpoint leaves the
+        envs out and a resume resets them."""
+        self._mid_step = True
+        yield
+        self._mid_step = False
+
     def request_stop(self, reason: str = "requested") -> None:
         """Stop the running loop at its next step boundary, as Ctrl-C does: the current step
         finishes, a checkpoint and ``summary.json`` (status ``interrupted``) are written, and
@@ -557,7 +576,7 @@ class Trainer:
         A run that reached its target before and is continued (``--resume``, or ``run()``
         again) trains on to its budget: the target no longer stops it.
         """
-        return self._run_loop(self._step_loop, max_steps)
+        return self.custom_loop(self._step_loop, max_steps)
 
     def driven_loop(self, driver: Driver, max_steps: int | None = None) -> dict[str, Any]:
         """The loop for a run whose env steps happen elsewhere -- worker processes or Ray
@@ -570,14 +589,23 @@ class Trainer:
         stop (Ctrl-C, SIGTERM, the budget, the target) holds them, checkpoints, and closes the
         driver; so does an error, before the crash checkpoint is written.
         """
-        return self._run_loop(lambda logger, limit, stop_at_target: self._driven(
+        return self.custom_loop(lambda logger, limit, stop_at_target: self._driven(
             driver, logger, limit, stop_at_target), max_steps)
 
-    def _run_loop(self, body: Callable[[RunLogger, int, bool], None],
-                  max_steps: int | None) -> dict[str, Any]:
-        """What every loop shares: the logger, signals, lifecycle hooks, the final evaluation
-        and checkpoint, ``summary.json``, and the crash handling around ``body(logger, limit,
-        stop_at_target)``, which trains until ``limit`` env steps, the target or a stop."""
+    def custom_loop(self, body: Callable[[RunLogger, int, bool], None],
+                    max_steps: int | None = None) -> dict[str, Any]:
+        """Run ``body(logger, limit, stop_at_target)`` as this run's loop, with what every loop
+        shares: the logger and progress bar, Ctrl-C and SIGTERM, lifecycle hooks, the final
+        evaluation and checkpoint, ``summary.json``, and the crash handling.
+
+        ``body`` trains until ``limit`` env steps, :attr:`stop_requested`, or -- where
+        ``stop_at_target`` -- the target return (:attr:`target_reached` after
+        :meth:`evaluate`). It keeps :attr:`env_steps` and :attr:`obs` current and wraps each
+        step that changes the agent and the envs in :meth:`stepping`, so that a crash inside
+        one is checkpointed without the envs' half-new state. :meth:`default_loop` and
+        :meth:`driven_loop` are such bodies; so is distillation (:mod:`rlkit.deploy.distill`).
+        Anything in :attr:`summary_extra` is added to the summary.
+        """
         train = self.experiment.train
         resumed = self.env_steps > 0 or self.obs is not None
         self.error, self.hooks.stopping = None, False
@@ -600,7 +628,7 @@ class Trainer:
                                                                         train.total_steps)
                 stop_at_target = not self.target_reached
                 if self._evaluation_missed():  # a crash cut the last one short
-                    self._evaluate(logger)
+                    self.evaluate(logger)
                     if stop_at_target and self.target_reached:
                         limit = self.env_steps
                 self._segment_start = self._created if not resumed else time.perf_counter()
@@ -616,7 +644,7 @@ class Trainer:
                     self.status = "paused"
                 if self.status in ("finished", "target_reached") and (
                         self.last_eval_step != self.env_steps):
-                    self._evaluate(logger)
+                    self.evaluate(logger)
                     if stop_at_target and self.target_reached:
                         self.status = "target_reached"
                 self._checkpoint(periodic=False)
@@ -705,7 +733,7 @@ class Trainer:
         every, checkpoint_every = self.experiment.eval.every, self.experiment.train.checkpoint_every
         if every and self.env_steps >= next_eval:
             next_eval = _next_multiple(self.env_steps, every)
-            self._evaluate(logger)
+            self.evaluate(logger)
             if stop_at_target and self.target_reached:
                 return next_eval, next_ckpt, True
         if checkpoint_every and self.env_steps >= next_ckpt:
@@ -935,11 +963,15 @@ class Trainer:
                                f"to {after:,.4g}")
         logger.advance(self.env_steps, sps)
 
-    def _evaluate(self, logger: RunLogger) -> EvalResult:
+    def evaluate(self, logger: RunLogger) -> EvalResult:
+        """Evaluate the agent now (``eval:`` settings, separate envs), log it, count it towards
+        the target and the rollback; for loop bodies (:meth:`custom_loop`)."""
         exp = self.experiment
         seed = exp.train.seed * 7919 + 1_000_003 + self.evaluations
+        started = time.perf_counter()
         result = evaluate(self.agent, self._eval_env, episodes=exp.eval.episodes, seed=seed,
                           deterministic=exp.eval.deterministic)
+        self.eval_time_s += time.perf_counter() - started
         self.evaluations += 1
         self.last_eval, self.last_eval_step = result, self.env_steps
         self.best_eval = result.mean if self.best_eval is None else max(self.best_eval,
@@ -948,7 +980,9 @@ class Trainer:
         if target is not None and result.mean >= target:
             self.target_reached = True
         logger.scalars({"eval/return_mean": result.mean, "eval/return_std": result.std,
-                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths)},
+                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths),
+                        "eval/wall_time_s": self._wall_time(),
+                        "eval/eval_time_s": self.eval_time_s},
                        self.env_steps)
         logger.evaluation(self.env_steps, result.mean)
         if self.rollback is not None:
@@ -1005,6 +1039,7 @@ class Trainer:
                 "env_steps": self.env_steps,
                 "evaluations": self.evaluations,
                 "wall_time_s": self._wall_time(),
+                "eval_time_s": self.eval_time_s,
                 "last_eval_step": self.last_eval_step,
                 "best_eval": self.best_eval,
                 "target_reached": self.target_reached,
@@ -1062,6 +1097,7 @@ class Trainer:
             "seed": exp.train.seed,
             "env_steps": self.env_steps,
             "wall_time_s": round(self.wall_time_s, 3),
+            "eval_time_s": round(self.eval_time_s, 3),
             "final_eval_return_mean": None if ev is None else ev.mean,
             "final_eval_return_std": None if ev is None else ev.std,
             "final_eval_episodes": None if ev is None else len(ev.returns),
@@ -1075,6 +1111,7 @@ class Trainer:
             "error": self.error,
             "plugin_errors": self.hooks.summary(),
             "run_dir": str(self.run_dir),
+            **self.summary_extra,
         }
 
     # --- run directory -------------------------------------------------------------------

@@ -9,6 +9,7 @@ keep ``RETAINED`` of the teacher's return on the same evaluation episodes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,35 @@ def test_distilled_student_keeps_the_teachers_return_and_works_with_eval(
     agent, _ = load_agent(result.run_dir, plugins)
     obs = torch.as_tensor(np.random.default_rng(1).normal(size=(32, 4)), dtype=torch.float32)
     assert torch.equal(policy(obs), agent.act(obs, explore=False))
+
+
+def test_distillation_stopped_like_ctrl_c_keeps_a_checkpoint_and_its_summary(
+        teacher: dict[str, Any], plugins: Plugins, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlkit.deploy import distill as module
+
+    student = tmp_path / "student.yaml"
+    student.write_text(STUDENT.format(env="CartPole-v1", dir=tmp_path))
+    fit, calls = module._Loop._fit, []
+
+    def fit_then_stop(self: Any) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 3:
+            self.trainer.request_stop("SIGINT")  # what the trainer's Ctrl-C handler does
+        return fit(self)
+
+    monkeypatch.setattr(module._Loop, "_fit", fit_then_stop)
+    result = distill(teacher["run_dir"], student, DISTILL_STEPS, plugins=plugins,
+                     run_dir=tmp_path / "student")
+    on_disk = json.loads((result.run_dir / "summary.json").read_text())
+    assert on_disk["status"] == result.summary["status"] == "interrupted"
+    assert 0 < on_disk["env_steps"] < DISTILL_STEPS
+    assert on_disk["distillation"]["teacher"].startswith(str(teacher["run_dir"]))
+    assert on_disk["distillation"]["teacher_eval_return_mean"] is None  # never reached
+    state = torch.load(result.run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["trainer"]["env_steps"] == on_disk["env_steps"]
+    assert load_experiment(result.run_dir / "config.yaml", plugins).train.total_steps == (
+        DISTILL_STEPS)
 
 
 def test_student_whose_spaces_differ_from_the_teachers_is_refused(

@@ -41,7 +41,6 @@ on (the same spaces; an error says which differs). Recurrent backbones are not d
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -226,6 +225,10 @@ def distill(
     from rlkit.plugins import Plugins
 
     plugins = plugins if plugins is not None else Plugins.load()
+    if steps is not None:  # the run's budget, as its config.yaml records it
+        if steps < 1:
+            raise ConfigError(f"distill: --steps must be at least 1 (got {steps}).")
+        overrides = [*overrides, f"train.total_steps={steps}"]
     experiment = load_experiment(student, plugins, overrides)
     settings = Settings(steps=steps if steps is not None else experiment.train.total_steps,
                         epsilon=epsilon, noise=noise, rollout_steps=rollout_steps,
@@ -257,10 +260,7 @@ def distill(
                                f"{count_parameters(t_net.acting):,} parameters) into "
                                f"{experiment.algorithm.name} ({count_parameters(s_net.acting):,}"
                                f" parameters)")
-    summary = _Loop(trainer, t_net, s_net, settings).run()
-    summary["distillation"]["teacher"] = source
-    trainer.run_dir.joinpath("summary.json").write_text(json.dumps(summary, indent=2,
-                                                                   default=str))
+    summary = _Loop(trainer, t_net, s_net, settings, source).run()
     return DistillResult(run_dir=trainer.run_dir, summary=summary,
                          teacher_parameters=summary["distillation"]["teacher_parameters"],
                          student_parameters=summary["distillation"]["student_parameters"])
@@ -323,8 +323,9 @@ class _Loop:
     """The DAgger loop: roll out the student, label with the teacher, fit, evaluate."""
 
     def __init__(self, trainer: Trainer, teacher: Network, student: Network,
-                 settings: Settings) -> None:
+                 settings: Settings, source: str) -> None:
         self.trainer, self.teacher, self.student, self.s = trainer, teacher, student, settings
+        self.source = source
         self.params = student.parameters()
         self.optimizer = torch.optim.Adam(self.params, lr=settings.lr)
         self.values = teacher.has_value and student.has_value
@@ -346,33 +347,16 @@ class _Loop:
         self.size = self.cursor = 0
 
     def run(self) -> dict[str, Any]:
-        from rlkit.logger import RunLogger
+        """Distil inside the trainer's own loop (:meth:`Trainer.custom_loop`): its logging,
+        Ctrl-C and crash checkpoints, final evaluation and ``summary.json``."""
+        self.trainer.summary_extra["distillation"] = self._report(None)
+        return self.trainer.custom_loop(self._train)
 
-        trainer, s = self.trainer, self.s
-        exp = trainer.experiment
-        logger = RunLogger(trainer.run_dir, s.steps, progress=trainer.progress,
-                           console=trainer.console)
-        trainer._logger = logger
-        try:
-            trainer.hooks.fire("run_started", run=trainer.info)
-            for line in trainer.transferred:
-                logger.message(line)
-            self._train(logger)
-            _sync_targets(self.student.agent)
-            trainer.status = "target_reached" if trainer.target_reached else "finished"
-            seed = exp.train.seed * 7919 + 1_000_003 + trainer.evaluations
-            if trainer.last_eval_step != trainer.env_steps or trainer.last_eval is None:
-                trainer._evaluate(logger)
-            else:
-                seed -= 1  # the last evaluation was the final one
-            teacher_eval = self._evaluate_teacher(seed)
-            trainer._checkpoint(periodic=False)
-            logger.finish(trainer.env_steps)
-            summary = trainer._write_summary()
-        finally:
-            logger.close()
-        student_return = summary["final_eval_return_mean"]
-        summary["distillation"] = {
+    def _report(self, teacher_eval: float | None) -> dict[str, Any]:
+        s, last = self.s, self.trainer.last_eval
+        student_return = None if last is None else last.mean
+        return {
+            "teacher": self.source,
             "teacher_eval_return_mean": teacher_eval,
             # a ratio of returns means "kept" only where the teacher's return is positive
             "retained": (student_return / teacher_eval if teacher_eval is not None and
@@ -381,49 +365,62 @@ class _Loop:
             "student_parameters": count_parameters(self.student.acting),
             "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
         }
-        trainer.hooks.fire("run_finished", run=trainer.info, summary=summary)
-        return summary
 
-    def _train(self, logger: Any) -> None:
+    def _train(self, logger: Any, limit: int, stop_at_target: bool) -> None:
+        """The loop body: rounds of rollouts and fitting until ``limit``, the target or a
+        stop; then, once done, the final evaluation beside the teacher's on its episodes."""
         trainer, s = self.trainer, self.s
         exp = trainer.experiment
         env = trainer.env
         n = env.num_envs
-        obs = env.reset(seed=exp.train.seed)
+        obs = trainer.obs if trainer.obs is not None else env.reset(seed=exp.train.seed)
         every = exp.eval.every
         next_eval = every if every else math.inf
-        target = exp.eval.target_return
         rollout = s.rollout_steps * n
         grad_steps = max(1, math.ceil(rollout / s.batch_size)) * s.epochs
-        started, done_steps = time.perf_counter(), 0
-        while trainer.env_steps < s.steps:
-            with torch.no_grad():
-                for _ in range(s.rollout_steps):
-                    action = self._label_and_act(obs)
-                    step = env.step(action)
-                    trainer.stats.record(step.reward, step.terminated, step.truncated,
-                                         step.valid)
-                    obs = trainer.obs = step.obs
-                    trainer.env_steps += n
-            metrics = {k: 0.0 for k in ("distill/loss", "distill/policy_loss",
-                                        "distill/value_loss", "distill/agreement")}
-            for _ in range(grad_steps):
-                for key, value in self._fit().items():
-                    metrics[key] += value / grad_steps
-            metrics["distill/dataset_size"] = float(self.size)
-            logger.scalars(metrics, trainer.env_steps)
-            rollout_metrics, _ = trainer.stats.drain()
-            if rollout_metrics:
-                logger.last_return = rollout_metrics["rollout/ep_return_mean"]
-            sps = (trainer.env_steps - done_steps) / max(time.perf_counter() - started, 1e-9)
-            rollout_metrics["time/steps_per_second"] = sps
-            logger.scalars(rollout_metrics, trainer.env_steps)
-            logger.advance(trainer.env_steps, sps)
-            if trainer.env_steps >= next_eval:
-                next_eval = (trainer.env_steps // every + 1) * every
-                result = trainer._evaluate(logger)
-                if target is not None and result.mean >= target:
-                    return
+        started, done_steps = time.perf_counter(), trainer.env_steps
+        try:
+            while trainer.env_steps < limit and not trainer.stop_requested:
+                with trainer.stepping():
+                    with torch.no_grad():
+                        for _ in range(s.rollout_steps):
+                            action = self._label_and_act(obs)
+                            step = env.step(action)
+                            trainer.stats.record(step.reward, step.terminated, step.truncated,
+                                                 step.valid)
+                            obs = trainer.obs = step.obs
+                            trainer.env_steps += n
+                    metrics = {k: 0.0 for k in ("distill/loss", "distill/policy_loss",
+                                                "distill/value_loss", "distill/agreement")}
+                    for _ in range(grad_steps):
+                        for key, value in self._fit().items():
+                            metrics[key] += value / grad_steps
+                metrics["distill/dataset_size"] = float(self.size)
+                logger.scalars(metrics, trainer.env_steps)
+                rollout_metrics, _ = trainer.stats.drain()
+                if rollout_metrics:
+                    logger.last_return = rollout_metrics["rollout/ep_return_mean"]
+                sps = (trainer.env_steps - done_steps) / max(time.perf_counter() - started,
+                                                             1e-9)
+                rollout_metrics["time/steps_per_second"] = sps
+                logger.scalars(rollout_metrics, trainer.env_steps)
+                logger.advance(trainer.env_steps, sps)
+                if trainer.env_steps >= next_eval:
+                    next_eval = (trainer.env_steps // every + 1) * every
+                    _sync_targets(self.student.agent)
+                    trainer.evaluate(logger)
+                    if stop_at_target and trainer.target_reached:
+                        break
+        finally:
+            _sync_targets(self.student.agent)  # the checkpoint holds the student as trained
+        if trainer.stop_requested:
+            return
+        seed = exp.train.seed * 7919 + 1_000_003 + trainer.evaluations
+        if trainer.last_eval_step != trainer.env_steps or trainer.last_eval is None:
+            trainer.evaluate(logger)
+        else:
+            seed -= 1  # the last evaluation was the final one
+        trainer.summary_extra["distillation"] = self._report(self._evaluate_teacher(seed))
 
     def _label_and_act(self, obs: Tensor) -> Tensor:
         """Store ``obs`` with the teacher's labels; the student's exploring action."""
