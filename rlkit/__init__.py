@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Agent", "Plugins", "Session", "Trainer", "Transition", "TransitionError",
+PLUGIN_API = "1.0"
+"""The version of the contract between rlkit and its plugins, ``"major.minor"``: the hooks,
+the ``register`` signatures, the protocols in :mod:`rlkit.interfaces` and the helpers plugins
+are documented to use. The major number changes when the contract breaks (a plugin written
+for the old one may not work), the minor when it grows (plugins written for an older minor of
+the same major keep working). A plugin module that sets ``RLKIT_PLUGIN_API = "1.0"`` is loaded
+only by an rlkit whose major is the same and whose minor is the same or higher; see
+docs/plugins.md ("Plugin API version")."""
+
+__all__ = ["PLUGIN_API", "Agent", "Plugins", "Session", "Trainer", "Transition", "TransitionError",
            "TransitionSpec", "__version__", "begin_episodes", "check_transition", "hookimpl",
            "load_agent", "load_experiment", "load_policy", "separate_state", "transition"]
 

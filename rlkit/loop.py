@@ -43,8 +43,8 @@ import torch
 import yaml
 from rich.markup import escape
 
+from rlkit import PLUGIN_API, seeding
 from rlkit import checkpoint as ckpt
-from rlkit import seeding
 from rlkit.buffers import allocation_failure
 from rlkit.config import Experiment, resolve
 from rlkit.environments import (
@@ -1136,6 +1136,7 @@ class Trainer:
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
             "plugins": self.plugins.versions(),
+            "plugin_api": PLUGIN_API,
             "components": self._components(),
         }
 

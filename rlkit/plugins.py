@@ -6,6 +6,10 @@ several times in one process, so every run builds its own session::
     plugins = Plugins.load()
     spec = plugins.algorithm("ppo")
 
+A plugin module may say which plugin API it is written for (``RLKIT_PLUGIN_API = "1.0"``);
+one that needs another major, or a higher minor than :data:`rlkit.PLUGIN_API`, is reported and
+skipped like a plugin that fails to import.
+
 Environment variables:
 
 ``RLKIT_DISABLE_PLUGIN_AUTOLOAD=1``
@@ -42,6 +46,8 @@ from rlkit.validation import hint_for
 ENTRY_POINT_GROUP = "rlkit"
 DEFAULT_DISTRIBUTION = "rlkit"
 LOCAL = "<local>"
+API_ATTRIBUTE = "RLKIT_PLUGIN_API"
+"""The module attribute in which a plugin says which plugin API (``"major.minor"``) it needs."""
 
 
 class UnknownNameError(KeyError):
@@ -172,6 +178,12 @@ class Plugins:
             self._skip(ep.name, dist, version, detail)
             return
         provider = Provider(ep.name, dist, version)
+        problem = plugin_api_problem(_plugin_module(ep, plugin), dist)
+        if problem is not None:
+            if is_default:
+                raise PluginError(f"{provider}: {problem}")
+            self._skip(ep.name, dist, version, problem)
+            return
         problem = self._register(plugin, provider)
         if problem is None:
             return
@@ -343,6 +355,64 @@ class Plugins:
             name: (p.distribution if not p.version else f"{p.distribution} {p.version}")
             for name, p in sorted(self.providers.items())
         }
+
+
+def plugin_api_problem(module: object, distribution: str) -> str | None:
+    """Why a plugin module's ``RLKIT_PLUGIN_API`` rules it out for this rlkit, or ``None``.
+
+    A plugin made for API ``M.m`` works with an rlkit that provides the same major ``M`` and a
+    minor of at least ``m`` (:data:`rlkit.PLUGIN_API`). A module without the attribute makes
+    no claim and is loaded.
+    """
+    from rlkit import PLUGIN_API, __version__
+
+    needed = getattr(module, API_ATTRIBUTE, None)
+    if needed is None:
+        return None
+    name = getattr(module, "__name__", repr(module))
+    parsed = parse_plugin_api(needed)
+    if parsed is None:
+        return (f"{API_ATTRIBUTE} = {needed!r} in {name} is not a plugin API version; it must "
+                f"be a \"major.minor\" string such as \"{PLUGIN_API}\" (the version this "
+                f"rlkit {__version__} provides)")
+    major, minor = parsed
+    have_major, have_minor = _provided_api()
+    if major == have_major and minor <= have_minor:
+        return None
+    text = f"{major}.{minor}"
+    if major < have_major:
+        return (f"needs rlkit plugin API {text}, this rlkit {__version__} provides "
+                f"{PLUGIN_API}: install a release of {distribution} made for plugin API "
+                f"{have_major}.x, or an older rlkit that provides {major}.x")
+    return (f"needs rlkit plugin API {text}, this rlkit {__version__} provides {PLUGIN_API}: "
+            f"upgrade rlkit (pip install -U rlkit) or install a release of {distribution} "
+            f"made for plugin API {have_major}.x")
+
+
+def parse_plugin_api(value: object) -> tuple[int, int] | None:
+    """``"1.0"`` -> ``(1, 0)``; ``None`` for anything that is not a ``"major.minor"`` string."""
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", value)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def _provided_api() -> tuple[int, int]:
+    from rlkit import PLUGIN_API
+
+    parsed = parse_plugin_api(PLUGIN_API)
+    assert parsed is not None, PLUGIN_API
+    return parsed
+
+
+def _plugin_module(ep: metadata.EntryPoint, plugin: object) -> object:
+    """The module an entry point names (``pkg.mod`` or ``pkg.mod:attr``): where a plugin
+    declares ``RLKIT_PLUGIN_API``."""
+    if inspect.ismodule(plugin):
+        return plugin
+    return sys.modules.get(ep.module, plugin)
 
 
 def recorded_providers(manifest: Mapping[str, Any], section: str, name: str,

@@ -11,6 +11,12 @@ peak memory (resident set size) of the trials. It writes ``compare.csv``, ``tria
 A trial that crashes is reported with its run directory and its error line; the others still
 finish and the statistics use the runs that finished (the table says how many).
 
+``--backend ray`` runs each trial as a Ray task (one CPU, no retries) on this machine or a Ray
+cluster; the task runs the same ``rlkit train`` subprocess as the default ``processes``
+backend, so run directories, logs, peak memory and crash reports are the same. On a cluster of
+several machines ``--out`` must be on a filesystem every node sees: the workers write the run
+directories, and the driver reads them back.
+
 Nothing heavy (torch, matplotlib) is imported until the command runs, and torch never in this
 process: the trials train in subprocesses.
 """
@@ -25,12 +31,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExperimentResult", "Trial", "compare", "run_trial", "summarise"]
+__all__ = ["BACKENDS", "ExperimentResult", "Trial", "compare", "run_trial", "summarise"]
+
+BACKENDS = ("processes", "ray")
+"""Where the trials run: subprocesses of this process, or Ray tasks (each starting the same
+subprocess) on this machine or a Ray cluster."""
 
 FINISHED = ("finished", "target_reached")
 """The ``summary.json`` statuses of a trial that ran to its end."""
@@ -46,9 +57,14 @@ improvement between each pair, env steps and wall time to eval.target_return, an
 Writes OUT/compare.csv, OUT/trials.csv and OUT/compare.png. A crashed trial is reported and
 the others finish. See docs/guide.md ("Comparing experiments").
 
+--backend ray runs each trial as a Ray task (1 CPU) on a local Ray or, with --ray-address, on
+a Ray cluster (pip install "rlkit[ray]"). On a cluster of several machines OUT must be on a
+filesystem that every node sees (NFS or similar): the nodes write the run directories there.
+
 examples:
   rlkit compare experiments/cartpole.yaml experiments/cartpole_dqn.yaml --seeds 5 --jobs 2
   rlkit compare a.yaml b.yaml --seeds 3 --budget 20000 --out runs/ab --set eval.every=2000
+  rlkit compare a.yaml b.yaml --seeds 10 --backend ray --ray-address auto --out /shared/ab
 """
 
 
@@ -234,30 +250,46 @@ def _target_return(trials: list[Trial]) -> float | None:
     return None
 
 
-def compare(configs: list[Path], *, seeds: int, out: Path, jobs: int = 1,
+def compare(configs: list[Path], *, seeds: int, out: Path, jobs: int | None = None,
             budget: int | None = None, overrides: list[str] | tuple[str, ...] = (),
-            on_done: Any = None) -> tuple[list[ExperimentResult], list[Trial],
-                                          dict[tuple[str, str], tuple[float, float, float]]]:
+            on_done: Any = None, backend: str = "processes", ray_address: str | None = None
+            ) -> tuple[list[ExperimentResult], list[Trial],
+                       dict[tuple[str, str], tuple[float, float, float]]]:
     """Run every experiment over ``seeds`` seeds, ``jobs`` trials at a time, and compute the
     statistics; write ``compare.csv``, ``trials.csv`` and ``compare.png`` in ``out``.
 
+    :param jobs: trials in flight at once (default: 1 with ``processes``; the cluster's CPUs
+        with ``ray``).
     :param on_done: called with each :class:`Trial` as it ends (progress reporting).
+    :param backend: ``"processes"`` (subprocesses of this process) or ``"ray"`` (one Ray task
+        per trial, running the same subprocess; needs the ``ray`` extra). With a Ray cluster of
+        several machines, ``out`` must be on a filesystem that every node sees.
+    :param ray_address: the Ray cluster to join (``"auto"``: the one running on this machine;
+        default ``RAY_ADDRESS``, else a local Ray is started, with ``jobs`` CPUs when given).
+        A program that called ``ray.init`` before keeps its own connection.
     :returns: the per-experiment results, every trial, and the probability of improvement
         ``{(x, y): (P(X > Y), ci_low, ci_high)}`` for each ordered pair that has finished runs.
     """
     from rlkit.workflow import stats
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    ray = _import_ray() if backend == "ray" else None
     names = _names(configs)
     trials = [Trial(experiment=name, config=config, seed=s, run_dir=out / name / f"seed{s}")
               for name, config in zip(names, configs) for s in range(seeds)]
     out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_trial, t, budget=budget, overrides=overrides)
-                   for t in trials]
-        for future in futures:
-            trial = future.result()
-            if on_done is not None:
-                on_done(trial)
+    if ray is not None:
+        _run_on_ray(ray, trials, jobs=jobs, budget=budget, overrides=overrides,
+                    address=ray_address, on_done=on_done)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs or 1) as pool:
+            futures = [pool.submit(run_trial, t, budget=budget, overrides=overrides)
+                       for t in trials]
+            for future in futures:
+                trial = future.result()
+                if on_done is not None:
+                    on_done(trial)
     results = [summarise(name, config, [t for t in trials if t.experiment == name])
                for name, config in zip(names, configs)]
     scores = {name: [float(t.final_return) for t in trials
@@ -274,6 +306,127 @@ def compare(configs: list[Path], *, seeds: int, out: Path, jobs: int = 1,
     _write_trials_csv(out / TRIALS_CSV_NAME, trials)
     plot_curves(out / PNG_NAME, names, trials)
     return results, trials, improvement
+
+
+# --- the Ray backend -------------------------------------------------------------------------
+
+RAY_MISSING = ('--backend ray needs Ray, which is not installed: pip install "rlkit[ray]" '
+               '(pip install -e ".[ray]" in a checkout of rlkit), or use --backend processes.')
+SHARED_FILESYSTEM = ("with --backend ray on a cluster of several machines, --out must be on a "
+                     "filesystem that every node sees (NFS or similar), at the same path")
+RAY_WAIT_S = 0.5
+"""How long the driver waits for a task at a time (Ctrl-C is noticed between waits)."""
+_RESULTS = ("returncode", "status", "error", "final_return", "steps_to_target",
+            "wall_time_to_target_s", "wall_time_s", "peak_rss_mib", "curve")
+"""The fields of a :class:`Trial` that a Ray task fills in."""
+
+
+def _import_ray() -> Any:
+    """Ray, imported only for ``--backend ray``; a clear error where it is not installed."""
+    from rlkit.validation import ConfigError
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_MISSING) from None
+    return ray
+
+
+def _ray_trial(trial: Trial, budget: int | None,
+               overrides: tuple[str, ...]) -> tuple[Trial, str, bool]:
+    """The Ray task: :func:`run_trial` on a worker. Returns the trial, the node it ran on and
+    whether the run's ``summary.json`` exists there."""
+    import ray
+
+    run_trial(trial, budget=budget, overrides=overrides)
+    return trial, ray.util.get_node_ip_address(), (trial.run_dir / "summary.json").is_file()
+
+
+def _run_on_ray(ray: Any, trials: list[Trial], *, jobs: int | None, budget: int | None,
+                overrides: list[str] | tuple[str, ...], address: str | None,
+                on_done: Callable[[Trial], Any] | None) -> None:
+    """Run ``trials`` as Ray tasks, at most ``jobs`` in flight (default: the cluster's CPUs),
+    filling each in as it ends. Starts Ray unless this process is connected already, and then
+    shuts it down at the end; Ctrl-C cancels the tasks still running."""
+    from rlkit.validation import ConfigError
+
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        local = {} if address is not None or jobs is None else {"num_cpus": jobs}
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", **local)
+        except Exception as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise ConfigError(f"--backend ray: cannot start or connect to {where}: "
+                              f"{type(exc).__name__}: {exc}") from None
+        started = True
+    try:
+        cap = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_trial)
+        queue = list(trials)
+        running: dict[Any, Trial] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < cap:
+                    trial = queue.pop(0)
+                    absolute = replace(trial, config=trial.config.absolute(),
+                                       run_dir=trial.run_dir.absolute())
+                    running[task.remote(absolute, budget, tuple(overrides))] = trial
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=RAY_WAIT_S)
+                for ref in ready:
+                    trial = running.pop(ref)
+                    _settle(ray, trial, ref)
+                    if on_done is not None:
+                        on_done(trial)
+        except KeyboardInterrupt:
+            for ref, trial in running.items():
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception as exc:  # it ended meanwhile
+                    del exc
+                trial.status, trial.error = "cancelled", "cancelled (Ctrl-C)"
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _settle(ray: Any, trial: Trial, ref: Any) -> None:
+    """Fill in ``trial`` from its finished Ray task: a task that raised (or whose worker died)
+    is a crashed trial; a run whose ``summary.json`` its node wrote but this machine cannot see
+    is a failed trial that names the shared-filesystem requirement."""
+    try:
+        result, node, summary_written = ray.get(ref)
+    except Exception as exc:
+        trial.status = "crashed"
+        trial.error = f"its Ray task failed: {_ray_failure(exc)}"
+        return
+    _take_results(trial, result, node, summary_written)
+
+
+def _take_results(trial: Trial, result: Trial, node: str, summary_written: bool) -> None:
+    for name in _RESULTS:
+        setattr(trial, name, getattr(result, name))
+    if summary_written and not (trial.run_dir / "summary.json").is_file():
+        trial.status = "not visible"
+        trial.error = (f"the trial ran on the Ray node {node}, which wrote "
+                       f"{result.run_dir / 'summary.json'}, but that file is not visible "
+                       f"here: {SHARED_FILESYSTEM}")
+
+
+def _ray_failure(exc: BaseException) -> str:
+    """A Ray error as one line: a worker that died, or the task's own exception."""
+    name = type(exc).__name__
+    if any(word in name for word in ("WorkerCrashed", "NodeDied", "OutOfMemory",
+                                     "TaskCancelled")):
+        return f"{name} (its Ray worker died: killed, out of memory, or its node was lost)"
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -360,8 +513,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="experiment files to compare")
     parser.add_argument("--seeds", type=_positive, default=5,
                         help="seeds per experiment: train.seed = 0..N-1 (default 5)")
-    parser.add_argument("--jobs", type=_positive, default=1,
-                        help="trials trained at once, each in its own process (default 1)")
+    parser.add_argument("--jobs", type=_positive, default=None,
+                        help="trials trained at once, each in its own process (default 1; "
+                             "with --backend ray, the Ray cluster's CPUs)")
     parser.add_argument("--budget", type=_positive, default=None, metavar="STEPS",
                         help="env steps per trial (train.total_steps; default: each file's)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -369,6 +523,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY.PATH=VALUE",
                         help="override a config value in every experiment (repeatable)")
+    parser.add_argument("--backend", choices=BACKENDS, default="processes",
+                        help="where trials run: subprocesses of this command (processes, the "
+                             "default) or Ray tasks of 1 CPU each (ray; pip install "
+                             "\"rlkit[ray]\"); on a multi-machine Ray cluster --out must be "
+                             "on a filesystem that every node sees")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --backend ray: the Ray cluster to join (auto: the one "
+                             "started on this machine with ray start; default RAY_ADDRESS, "
+                             "else a local Ray with --jobs CPUs)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -380,6 +543,11 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"rlkit compare: no such experiment file: {', '.join(missing)}; "
                           f"pass paths to YAML files such as experiments/cartpole.yaml.")
+    if args.ray_address is not None and args.backend != "ray":
+        raise ConfigError("--ray-address is for --backend ray; add --backend ray to run the "
+                          "trials on that Ray cluster.")
+    if args.backend == "ray":
+        _import_ray()  # before anything is written
     out = args.out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out: {out} is not empty; choose another directory (runs there "
@@ -398,7 +566,8 @@ def _run(args: argparse.Namespace) -> int:
 
     results, trials, improvement = compare(args.configs, seeds=args.seeds, out=out,
                                            jobs=args.jobs, budget=args.budget,
-                                           overrides=args.overrides, on_done=done)
+                                           overrides=args.overrides, on_done=done,
+                                           backend=args.backend, ray_address=args.ray_address)
     _print(console, results, trials, improvement, out)
     return 0 if all(t.ok for t in trials) else 1
 

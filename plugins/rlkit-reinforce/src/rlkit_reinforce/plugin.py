@@ -45,6 +45,10 @@ from rlkit.optim import (
 )
 from rlkit.validation import ConfigError, param
 
+RLKIT_PLUGIN_API = "1.0"
+"""The rlkit plugin API this module is written for (``rlkit.PLUGIN_API``): an rlkit that does
+not provide it reports this plugin and skips it instead of failing later."""
+
 
 @dataclass(kw_only=True)
 class ReinforceConfig:
