@@ -60,6 +60,15 @@ def test_ci_runs_exactly_the_readmes_test_command_and_refuses_a_cuda_build():
     assert any("torch.version.cuda" in line for line in ci)
 
 
+def test_ci_installs_the_packages_the_readme_installs():
+    install, _ = setup_block()
+    readme = [step.strip() for step in install.split("&&")][1].removeprefix("pip install ")
+    ci = [line.split(" -q ", 1)[1] for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if "pip install" in line and " -e " in line]
+    assert ci == [readme]
+    assert "-e plugins/rlkit-sb3" in readme  # the plugin whose tests run with rlkit's
+
+
 def measured() -> dict[str, tuple[float, float]]:
     """Whole-command seconds, (min, max) per experiment, from the committed benchmark."""
     data = json.loads((ROOT / "benchmarks" / "experiment_times.json").read_text())
