@@ -37,6 +37,12 @@ class MLPConfig:
     """Layer normalisation before each activation."""
     orthogonal_init: bool = True
     """Orthogonal weights with gain sqrt(2) and zero biases (as in common PPO implementations)."""
+    rescale: bool = False
+    """Map each component of a ``Box`` observation with finite bounds linearly from its
+    ``[low, high]`` to ``[-1, 1]`` before the first layer (components with an infinite bound
+    pass unchanged). For observations whose components differ in scale by orders of
+    magnitude -- MountainCar's position in [-1.2, 0.6] beside its velocity in [-0.07, 0.07] --
+    without a wrapper, so a torch-native env stays one batch on its device."""
 
     def __post_init__(self) -> None:
         if any(h <= 0 for h in self.hidden_sizes):
@@ -48,10 +54,13 @@ class FlattenObservation(nn.Module):
 
     offset: Tensor
     nvec: Tensor
+    center: Tensor
+    inv_half: Tensor
 
-    def __init__(self, space: gym.Space[Any]) -> None:
+    def __init__(self, space: gym.Space[Any], rescale: bool = False) -> None:
         super().__init__()
         self.kind: str
+        self.rescale = False
         if isinstance(space, gym.spaces.Discrete):
             self.kind, self.input_dim = "discrete", int(space.n)
             self.register_buffer("offset", torch.tensor(int(space.start)), persistent=False)
@@ -61,6 +70,16 @@ class FlattenObservation(nn.Module):
             self.register_buffer("nvec", nvec, persistent=False)
         elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
             self.kind, self.input_dim = "box", int(math.prod(space.shape or (1,)))
+            if rescale and isinstance(space, gym.spaces.Box):
+                low = torch.as_tensor(space.low, dtype=torch.float64).flatten()
+                high = torch.as_tensor(space.high, dtype=torch.float64).flatten()
+                finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)
+                half = torch.where(finite, (high - low) / 2, torch.ones_like(low))
+                center = torch.where(finite, (high + low) / 2, torch.zeros_like(low))
+                # derived from the space, so not part of the state dict
+                self.register_buffer("center", center.float(), persistent=False)
+                self.register_buffer("inv_half", (1.0 / half).float(), persistent=False)
+                self.rescale = bool(finite.any())
         else:
             raise ConfigError(
                 f"backbone 'mlp' cannot encode observation space {space}; use a Box, Discrete "
@@ -75,7 +94,10 @@ class FlattenObservation(nn.Module):
             parts = [nn.functional.one_hot(obs[..., i].long(), int(n)).float()
                      for i, n in enumerate(self.nvec.tolist())]
             return torch.cat(parts, dim=-1).flatten(1)
-        return obs.reshape(obs.shape[0], -1).float()
+        flat = obs.reshape(obs.shape[0], -1).float()
+        if self.rescale:
+            return (flat - self.center) * self.inv_half
+        return flat
 
 
 class MLP(nn.Module):
@@ -83,7 +105,7 @@ class MLP(nn.Module):
 
     def __init__(self, observation_space: gym.Space[Any], config: MLPConfig) -> None:
         super().__init__()
-        self.encode = FlattenObservation(observation_space)
+        self.encode = FlattenObservation(observation_space, rescale=config.rescale)
         layers: list[nn.Module] = []
         width = self.encode.input_dim
         for hidden in config.hidden_sizes:

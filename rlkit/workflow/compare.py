@@ -276,8 +276,10 @@ def compare(configs: list[Path], *, seeds: int, out: Path, jobs: int | None = No
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     ray = _import_ray() if backend == "ray" else None
     names = _names(configs)
+    # seed by seed, the experiments in turn: they meet the same conditions (other load on the
+    # machine) as the comparison goes on, and one cut short has the same seeds of each
     trials = [Trial(experiment=name, config=config, seed=s, run_dir=out / name / f"seed{s}")
-              for name, config in zip(names, configs) for s in range(seeds)]
+              for s in range(seeds) for name, config in zip(names, configs)]
     out.mkdir(parents=True, exist_ok=True)
     if ray is not None:
         _run_on_ray(ray, trials, jobs=jobs, budget=budget, overrides=overrides,

@@ -107,7 +107,8 @@ class ActionNoiseConfig:
     type: Literal["normal", "ornstein_uhlenbeck"] = "normal"
     """Gaussian noise, or temporally correlated Ornstein-Uhlenbeck noise."""
     sigma: float = param(0.1, ge=0.0)
-    """Standard deviation, in the action space's units (the same in every dimension)."""
+    """Standard deviation, in the normalised units SB3 adds it in (each action dimension scaled
+    to [-1, 1]), the same in every dimension."""
     theta: float = param(0.15, ge=0.0)
     """Ornstein-Uhlenbeck only: the rate of the pull back to 0."""
     dt: float = param(1e-2, gt=0.0)
