@@ -58,6 +58,9 @@ def test_the_six_algorithms_are_discovered_through_the_entry_point(plugins):
     ("sb3.dqn", "CartPole-v1", SMALL_OFF_POLICY | {"train_freq": 3,
                                                    "target_update_interval": 32}),
     ("sb3.sac", "Pendulum-v1", SMALL_OFF_POLICY),
+    ("sb3.sac", "Pendulum-v1", SMALL_OFF_POLICY | {"use_sde": True, "sde_sample_freq": 5}),
+    ("sb3.ppo", "Pendulum-v1", {"n_steps": 12, "batch_size": 8, "n_epochs": 2,
+                                "use_sde": True, "sde_sample_freq": 4, "policy_kwargs": TINY}),
     ("sb3.td3", "Pendulum-v1", SMALL_OFF_POLICY | {"action_noise": {"sigma": 0.1}}),
     ("sb3.ddpg", "Pendulum-v1", SMALL_OFF_POLICY | {
         "action_noise": {"type": "ornstein_uhlenbeck", "sigma": 0.2}}),
@@ -88,8 +91,9 @@ def _ctx(env: gym.vector.VectorEnv, seed: int, total: int) -> BuildContext:
                         backbone=no_backbone, exploration=None, nan_check=NanCheck("raise"))
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_ppo_learns_bit_for_bit_as_sb3_learn(env_id):
+@pytest.mark.parametrize(("env_id", "sde"), [("CartPole-v1", {}), ("Pendulum-v1", {}), (
+    "Pendulum-v1", {"use_sde": True, "sde_sample_freq": 4})])  # gSDE: matrices redrawn
+def test_ppo_learns_bit_for_bit_as_sb3_learn(env_id, sde):
     """The adapter driven by a plain loop over gymnasium's SyncVectorEnv (same-step autoreset)
     ends with exactly the parameters of ``PPO.learn()`` on SB3's DummyVecEnv: same seed, same
     episodes (a 20-step time limit, so truncations are bootstrapped; Pendulum's Box actions
@@ -105,7 +109,7 @@ def test_ppo_learns_bit_for_bit_as_sb3_learn(env_id):
         return gym.make(env_id, max_episode_steps=20)
 
     settings = {"n_steps": 16, "batch_size": 32, "n_epochs": 3, "gamma": 0.98,
-                "gae_lambda": 0.8, "policy_kwargs": {"net_arch": [32, 32]}}
+                "gae_lambda": 0.8, "policy_kwargs": {"net_arch": [32, 32]}} | sde
     reference = PPO("MlpPolicy", DummyVecEnv([make] * n), seed=seed, device="cpu",
                     learning_rate=lambda p: p * 1e-3, clip_range=lambda p: p * 0.2,
                     **settings)
@@ -147,6 +151,9 @@ OFF_POLICY_CASES = [
                                "target_update_interval": 30, "tau": 0.5,
                                "exploration_fraction": 0.5}),
     ("sac", "Pendulum-v1", 1, {"train_freq": [8, "step"], "gradient_steps": -1}),
+    # gSDE: exploration matrices drawn at each collection period's start and every 3 steps
+    ("sac", "Pendulum-v1", 2, {"train_freq": 8, "gradient_steps": 2, "use_sde": True,
+                               "sde_sample_freq": 3}),
     ("td3", "Pendulum-v1", 2, {"train_freq": 4, "gradient_steps": 2, "action_noise": {
         "type": "ornstein_uhlenbeck", "sigma": 0.3}}),
 ]

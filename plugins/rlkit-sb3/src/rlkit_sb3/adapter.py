@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -414,6 +414,20 @@ class Sb3Adapter:
         """SB3's ``predict(deterministic=True)``: no randomness, no training state touched."""
         actions, _ = self.policy.predict(self.np_obs(obs), deterministic=True)
         return self.to_actions(actions)
+
+    def draw_sde_noise(self, step: int, drawn_at: int, reset: Callable[[int], None]) -> int:
+        """gSDE's exploration matrices, drawn where SB3's ``collect_rollouts`` draws them: at
+        the start of a collection (``step`` 0) and, with ``sde_sample_freq`` > 0, every that
+        many steps -- both at step 0, as SB3 does. ``drawn_at`` is the step drawn at last;
+        returns the new one."""
+        m = self.model
+        if not m.use_sde or drawn_at == step:
+            return drawn_at
+        if step == 0:
+            reset(self.num_envs)
+        if m.sde_sample_freq > 0 and step % m.sde_sample_freq == 0:
+            reset(self.num_envs)
+        return step
 
     def progress(self) -> None:
         self.model._update_current_progress_remaining(self.model.num_timesteps,

@@ -203,7 +203,8 @@ class OffPolicyAdapter(Sb3Adapter):
         m = self.model
         obs_np = self.np_obs(obs)
         with self.rng.active(numpy=self.numpy_in_act):
-            self._sde_noise()
+            self.noise_step = self.draw_sde_noise(self.collected_steps, self.noise_step,
+                                                  lambda n: m.actor.reset_noise(n))
             m._last_obs = obs_np
             actions, buffer_actions = m._sample_action(m.learning_starts, m.action_noise,
                                                        self.num_envs)
@@ -212,18 +213,6 @@ class OffPolicyAdapter(Sb3Adapter):
         self.pending = {"obs": obs_np, "buffer_actions": buffer_actions, "sent": sent,
                         "version": sent._version}
         return sent
-
-    def _sde_noise(self) -> None:
-        """Draw gSDE noise where ``collect_rollouts`` would: at the start of each collection
-        period and every ``sde_sample_freq`` steps."""
-        m, step = self.model, self.collected_steps
-        if not m.use_sde or self.noise_step == step:
-            return
-        if step == 0:
-            m.actor.reset_noise(self.num_envs)
-        if m.sde_sample_freq > 0 and step % m.sde_sample_freq == 0:
-            m.actor.reset_noise(self.num_envs)
-        self.noise_step = step
 
     @torch.no_grad()
     def observe(self, transition: Transition) -> None:

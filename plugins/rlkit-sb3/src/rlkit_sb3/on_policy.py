@@ -142,7 +142,8 @@ class OnPolicyAdapter(Sb3Adapter):
         m = self.model
         obs_np = self.np_obs(obs)
         with self.rng.active(numpy=False):  # sampling draws from torch only
-            self._sde_noise()
+            self.noise_pos = self.draw_sde_noise(self.buffer.pos, self.noise_pos,
+                                                 self.policy.reset_noise)
             actions, values, log_probs = self.policy(torch.as_tensor(obs_np, device=m.device))
         actions_np = actions.cpu().numpy()
         env_actions = actions_np
@@ -155,18 +156,6 @@ class OnPolicyAdapter(Sb3Adapter):
         self.pending = {"obs": obs_np, "actions": actions_np, "values": values,
                         "log_probs": log_probs, "sent": sent, "version": sent._version}
         return sent
-
-    def _sde_noise(self) -> None:
-        """Draw gSDE noise where ``collect_rollouts`` would: at a rollout's start and every
-        ``sde_sample_freq`` steps."""
-        m, pos = self.model, self.buffer.pos
-        if not m.use_sde or self.noise_pos == pos:
-            return
-        if pos == 0:
-            self.policy.reset_noise(self.num_envs)
-        if m.sde_sample_freq > 0 and pos % m.sde_sample_freq == 0:
-            self.policy.reset_noise(self.num_envs)
-        self.noise_pos = pos
 
     @torch.no_grad()
     def observe(self, transition: Transition) -> None:
