@@ -15,6 +15,8 @@ so that all meet the same machine load:
 * ``rlkit-gym-zoo`` -- the same gymnasium envs with RecurrentPPO's own hyperparameters
   (rl-baselines3-zoo's ``ppo_lstm`` entry for CartPoleNoVel-v1, ``ZOO`` below) and an LSTM of
   RecurrentPPO's size (256 units, no encoder, one core for the policy and one for the value);
+* ``rlkit-gym-zoo-net`` -- rlkit-gym-zoo with RecurrentPPO's network and optimizer as well:
+  64-64 tanh layers after each LSTM (``algorithm.head_sizes``) and Adam's epsilon 1e-5;
 * ``sb3`` -- sb3-contrib's ``RecurrentPPO("MlpLstmPolicy")`` with those zoo hyperparameters on
   8 such gymnasium envs (one torch thread, its fastest setting on small networks);
 * ``rlkit-mlp`` -- the control: ``cartpole_novel_lstm.yaml`` with an MLP instead of the LSTM
@@ -82,14 +84,25 @@ RLKIT_ZOO = [
 hidden layer), separate LSTMs for policy and value (rlkit's default, ``share_backbone:
 false``); it adds 64-64 tanh layers after each LSTM, where rlkit's heads are linear."""
 
+ZOO_NETWORK = [
+    "algorithm.head_sizes=[64, 64]",
+    f"algorithm.optimizer={{name: adam, eps: 1.0e-5, lr: {{kind: linear, start: "
+    f"{ZOO['learning_rate']}, end: 0.0}}}}",
+]
+"""What else makes rlkit-gym-zoo's network and optimizer RecurrentPPO's: 64-64 tanh layers
+after each LSTM, before the policy and value heads (``MlpLstmPolicy``'s ``net_arch``), with
+SB3's initialisation gains (sqrt(2) for those layers, 0.01 policy, 1 value), and Adam's epsilon
+1e-5 (SB3's PPO default; rlkit's is 1e-8)."""
+
 VARIANTS: dict[str, tuple[Path, list[str]]] = {
     "rlkit-native": (NATIVE, []),
     "rlkit-gym": (GYMNASIUM, []),
     "rlkit-gym-zoo": (GYMNASIUM, RLKIT_ZOO),
+    "rlkit-gym-zoo-net": (GYMNASIUM, RLKIT_ZOO + ZOO_NETWORK),
     "rlkit-mlp": (NATIVE, ["backbone={name: mlp, hidden_sizes: [64, 64]}",
                            "algorithm.seq_len=null"]),
 }
-ORDER = ["rlkit-native", "sb3", "rlkit-gym", "rlkit-gym-zoo", "rlkit-mlp"]
+ORDER = ["rlkit-native", "sb3", "rlkit-gym", "rlkit-gym-zoo", "rlkit-gym-zoo-net", "rlkit-mlp"]
 QUICK_BUDGET = 20_000
 
 

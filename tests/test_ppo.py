@@ -181,6 +181,25 @@ def test_state_dict_round_trip_continues_bit_identically(spec):
     assert_state_equal(a.state_dict(), b.state_dict(), "continued after load")
 
 
+@pytest.mark.parametrize("spec", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
+def test_head_sizes_put_tanh_layers_before_each_head_and_learn(spec):
+    plain, deep = make_ppo(spec), make_ppo(spec, head_sizes=[8, 6])
+    assert isinstance(plain.model.policy_head, torch.nn.Linear)  # [] keeps the linear heads
+    space = spec.action_space
+    actions = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+    for head, out in ((deep.model.policy_head, actions), (deep.model.value_head, 1)):
+        linears = [m for m in head if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == [(16, 8), (8, 6), (6, out)]
+        assert sum(isinstance(m, torch.nn.Tanh) for m in head) == 2
+    before = {k: v.clone() for k, v in deep.model.state_dict().items()}
+    feed(deep, 8)  # one rollout, one update: the head layers learn too
+    after = deep.model.state_dict()
+    assert not torch.equal(before["policy_head.0.weight"], after["policy_head.0.weight"])
+    assert not torch.equal(before["value_head.2.weight"], after["value_head.2.weight"])
+    with pytest.raises(ValueError, match="head_sizes must be positive"):
+        PPOConfig(head_sizes=[0])
+
+
 def test_non_finite_rewards_are_caught_with_a_cause():
     agent = make_ppo()
     with pytest.raises(NonFiniteError, match="rewards"):

@@ -34,6 +34,7 @@ class ActorCritic(nn.Module):
         share_backbone: bool,
         log_std_init: float,
         algorithm: str = "ppo",
+        head_sizes: tuple[int, ...] | list[int] = (),
     ) -> None:
         super().__init__()
         self.actor_body = make_backbone(observation_space)
@@ -55,12 +56,8 @@ class ActorCritic(nn.Module):
         else:
             raise IncompatibleError("algorithm.name", f"{algorithm!r} supports Discrete and Box "
                                     f"action spaces, not {action_space}")
-        self.policy_head = nn.Linear(width, out)
-        self.value_head = nn.Linear(_output_dim(self.critic_body), 1)
-        nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
-        nn.init.zeros_(self.policy_head.bias)
-        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
-        nn.init.zeros_(self.value_head.bias)
+        self.policy_head = _head(width, out, head_sizes, gain=0.01)
+        self.value_head = _head(_output_dim(self.critic_body), 1, head_sizes, gain=1.0)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(policy output, value)``: logits or Gaussian mean, and ``V(obs)`` of shape (B,)."""
@@ -79,7 +76,8 @@ class ActorCritic(nn.Module):
 
     def initial_state(self, batch: int) -> Tensor:
         """Zeros ``(batch, *state_shape)`` on the model's device."""
-        return torch.zeros((batch, *self.state_shape), device=self.value_head.weight.device)
+        device = next(self.value_head.parameters()).device
+        return torch.zeros((batch, *self.state_shape), device=device)
 
     def sequence(self, obs: Tensor, state: Tensor,
                  starts: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -127,6 +125,23 @@ class ActorCritic(nn.Module):
     def mode(self, out: Tensor) -> Tensor:
         """The deterministic action: the most likely index, or the Gaussian mean."""
         return D.categorical_mode(out) if self.discrete else D.gaussian_mode(out)
+
+
+def _head(width: int, out: int, hidden: tuple[int, ...] | list[int], gain: float) -> nn.Module:
+    """A linear head with orthogonal weights of ``gain`` (0.01 for the policy, so that the
+    initial policy is near uniform; 1 for the value), after ``hidden`` tanh layers of gain
+    sqrt(2) if any -- one such stack for the policy and one for the value."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        linear = nn.Linear(width, size)
+        nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.Tanh()]
+        width = size
+    last = nn.Linear(width, out)
+    nn.init.orthogonal_(last.weight, gain=gain)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last) if layers else last
 
 
 def _output_dim(backbone: nn.Module) -> int:

@@ -108,6 +108,10 @@ class PPOConfig:
     """One backbone for policy and value (True) or one each (False)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    head_sizes: list[int] = field(default_factory=list)
+    """Hidden tanh layers between the backbone's features and each head, one stack for the
+    policy and one for the value ([]: linear heads). [64, 64] after an LSTM is
+    Stable-Baselines3's MlpLstmPolicy."""
     seq_len: int | None = param(None, ge=1)
     """Recurrent backbones only: steps per training sequence (each starts from the state
     stored when it was collected; must divide n_steps). A minibatch holds batch_size //
@@ -118,6 +122,8 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 2 and self.normalize_advantage:
             raise ValueError("batch_size must be at least 2 when normalize_advantage is true")
+        if any(size < 1 for size in self.head_sizes):
+            raise ValueError(f"head_sizes must be positive, got {self.head_sizes}")
         if self.seq_len is not None and self.n_steps % self.seq_len:
             raise ValueError(f"seq_len ({self.seq_len}) must divide n_steps ({self.n_steps}): "
                              f"a rollout is cut into whole sequences")
@@ -169,7 +175,8 @@ class PPO:
                                      spec.observation_space, spec.action_space,
                                      share_backbone=config.share_backbone,
                                      log_std_init=config.log_std_init,
-                                     algorithm=self.name).to(self.device)
+                                     algorithm=self.name,
+                                     head_sizes=config.head_sizes).to(self.device)
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(self.params, config.optimizer)
         self.generator = torch.Generator(device=self.device)
