@@ -57,7 +57,7 @@ class Task:
 
 
 TASKS = [
-    Task("cartpole", "CartPole-v1", 475.0, ROOT / "experiments" / "cartpole_gpu.yaml",
+    Task("cartpole", "CartPole-v1", 475.0, ROOT / "experiments" / "cartpole_fast.yaml",
          ZOO / "cartpole_sb3_ppo.yaml"),
     Task("acrobot", "Acrobot-v1", -100.0, ROOT / "experiments" / "acrobot_ppo.yaml",
          ZOO / "acrobot_sb3_dqn.yaml"),
@@ -69,7 +69,7 @@ TASKS = [
          ROOT / "experiments" / "mountaincar_continuous_td3_fast.yaml",
          ZOO / "mountaincar_continuous_sb3_sac.yaml"),
     Task("breakout", "rlkit/Breakout-v0 (10x10 images)", 20.0,
-         ROOT / "experiments" / "breakout_ppo.yaml", ZOO / "breakout_sb3_ppo.yaml"),
+         ROOT / "experiments" / "breakout_fast.yaml", ZOO / "breakout_sb3_ppo.yaml"),
 ]
 RESAMPLES = 10_000
 
@@ -143,6 +143,53 @@ def run_task(task: Task, seeds: int, jobs: int, out: Path) -> dict[str, Any]:
     return result
 
 
+OVERHEAD_STEPS = {"cartpole": 20_000, "acrobot": 10_000, "mountaincar": 10_000,
+                  "pendulum": 3_000, "mountaincar_continuous": 5_000, "breakout": 20_000}
+"""Env steps of each task's SB3 configuration timed both ways by ``--overhead``."""
+
+NATIVE = """
+import json, sys, time
+import gymnasium as gym
+from stable_baselines3.common.vec_env import DummyVecEnv
+from rlkit.config import load_experiment
+from rlkit.loop import Trainer
+from rlkit.plugins import Plugins
+path, steps, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+plugins = Plugins.load()
+experiment = load_experiment(path, plugins, [f"train.total_steps={steps}"])
+trainer = Trainer(experiment, plugins, run_dir=run_dir, progress=False)
+model = trainer.agent.model  # the SB3 model the plugin built, with the file's settings
+env = experiment.env
+model.set_env(DummyVecEnv([lambda: gym.make(env.id, **env.kwargs)] * env.num_envs))
+started = time.perf_counter()
+model.learn(total_timesteps=steps)
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def adapter_overhead(task: Task, out: Path) -> dict[str, Any]:
+    """SB3's own ``learn()`` against the same model driven by rlkit through the plugin, over
+    the same env steps with no evaluation: how much of SB3's time the plugin adds."""
+    import subprocess
+
+    steps = OVERHEAD_STEPS[task.name]
+    run_dir = out / "overhead" / task.name
+    command = [sys.executable, "-m", "rlkit.cli", "train", str(task.sb3), "--no-progress",
+               "--run-dir", str(run_dir / "rlkit"), "--set", f"train.total_steps={steps}",
+               "--set", "eval.every=0", "--set", "eval.episodes=1", "--set",
+               "train.checkpoint_every=0"]
+    subprocess.run(command, check=True, capture_output=True)
+    summary = json.loads((run_dir / "rlkit" / "summary.json").read_text())
+    through_rlkit = float(summary["wall_time_s"]) - float(summary["eval_time_s"])
+    native = subprocess.run([sys.executable, "-c", NATIVE, str(task.sb3), str(steps),
+                             str(run_dir / "native")], check=True, capture_output=True,
+                            text=True)
+    learn = json.loads(native.stdout.strip().splitlines()[-1])["seconds"]
+    return {"task": task.name, "steps": steps, "sb3_learn_s": round(learn, 2),
+            "through_rlkit_s": round(through_rlkit, 2),
+            "ratio": round(through_rlkit / learn, 3)}
+
+
 def _fmt_time(entry: dict[str, Any]) -> str:
     if entry["time_s"] is None:
         return "n/a"
@@ -197,7 +244,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     x = np.arange(len(results))
     for k, (who, colour) in enumerate((("rlkit", "tab:blue"), ("sb3", "tab:orange"))):
         means, lows, highs, hatches = [], [], [], []
@@ -228,7 +275,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("training time to the solved threshold (s)")
     ax.set_title("Time to solve, mean over seeds with 95% bootstrap CI "
                  "(hatched: some seeds never solved it; bar = lower bound)", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -250,7 +297,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="train nothing: merge the results of earlier runs (--json files; "
                              "a later file's task replaces an earlier one's) into one table "
                              "and plot, in the tasks' order")
+    parser.add_argument("--overhead", action="store_true",
+                        help="train nothing to the threshold: time each task's SB3 file with "
+                             "SB3's own learn() and through rlkit (the plugin's cost)")
     args = parser.parse_args(argv)
+    if args.overhead:
+        rows = [adapter_overhead(t, args.out) for t in TASKS if t.name in args.tasks]
+        for row in rows:
+            print(f"{row['task']}: {row['steps']:,} env steps, SB3 learn() "
+                  f"{row['sb3_learn_s']:.2f} s, through rlkit {row['through_rlkit_s']:.2f} s, "
+                  f"ratio {row['ratio']:.2f}", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine(), "overhead": rows},
+                                            indent=1))
+        return 0
     if args.merge:
         by_task: dict[str, dict[str, Any]] = {}
         dates = []
