@@ -100,9 +100,9 @@ def timed_trainer_class() -> Any:
         started = 0.0
         eval_s = 0.0
 
-        def _evaluate(self, logger: Any) -> Any:
+        def evaluate(self, logger: Any) -> Any:
             start = time.perf_counter()
-            result = super()._evaluate(logger)
+            result = super().evaluate(logger)
             self.history.append({"step": self.env_steps, "return": result.mean,
                                  "train_s": start - self.started - self.eval_s})
             self.eval_s += time.perf_counter() - start
@@ -131,7 +131,7 @@ def trial_rlkit(algo: str, seed: int, budget: int) -> dict[str, Any]:
         summary = trainer.run()
         total_s = time.perf_counter() - trainer.started
     if not trainer.history:
-        raise RuntimeError("rlkit's Trainer no longer evaluates through Trainer._evaluate; "
+        raise RuntimeError("rlkit's Trainer no longer evaluates through Trainer.evaluate; "
                            "update TimedTrainer in this benchmark")
     return {"env_steps": summary["env_steps"], "train_s": total_s - trainer.eval_s,
             "eval_s": trainer.eval_s, "history": trainer.history, "threads": threads}

@@ -95,7 +95,7 @@ def trial_rlkit(part: str, algo: str, seed: int, budget: int, threads: int) -> d
         summary = trainer.run()
         total_s = time.perf_counter() - trainer.started
     if not trainer.history:
-        raise RuntimeError("rlkit's Trainer no longer evaluates through Trainer._evaluate; "
+        raise RuntimeError("rlkit's Trainer no longer evaluates through Trainer.evaluate; "
                            "update TimedTrainer in cartpole_vs_sb3.py")
     return {"env_steps": summary["env_steps"], "train_s": total_s - trainer.eval_s,
             "eval_s": trainer.eval_s, "history": trainer.history,

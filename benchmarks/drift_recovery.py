@@ -68,8 +68,8 @@ def trial(shift: str, condition: str, seed: int) -> dict[str, Any]:
     target = spec["target"]
 
     class DriftTrainer(timed_trainer_class()):  # type: ignore[misc]
-        def _evaluate(self, logger: Any) -> Any:
-            result = super()._evaluate(logger)
+        def evaluate(self, logger: Any) -> Any:
+            result = super().evaluate(logger)
             if self.env_steps > at and result.mean >= target:
                 self.target_reached = True  # recovered: stop here
             return result
