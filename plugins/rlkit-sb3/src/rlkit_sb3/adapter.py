@@ -354,6 +354,8 @@ class Sb3Adapter:
     """
 
     name: str
+    pending: dict[str, Any] | None
+    """What the last ``act(explore=True)`` computed for ``observe`` (None: nothing yet)."""
 
     def __init__(self, name: str, model_cls: type, policy: str, kwargs: dict[str, Any],
                  ctx: BuildContext) -> None:
@@ -409,6 +411,13 @@ class Sb3Adapter:
                 f"next_step autoreset). SB3's buffers store whole steps and cannot leave "
                 f"entries out: use the default env.autoreset_mode: same_step.")
         return t
+
+    def observed(self, transition: Transition) -> tuple[Transition, dict[str, Any]]:
+        """The checked transition, and what the ``act(explore=True)`` before it kept."""
+        t = self.checked(transition)
+        if self.pending is None:
+            raise RuntimeError(f"{self.name} observe(): no act(obs, explore=True) before it.")
+        return t, self.pending
 
     def act_deterministic(self, obs: Tensor) -> Tensor:
         """SB3's ``predict(deterministic=True)``: no randomness, no training state touched."""

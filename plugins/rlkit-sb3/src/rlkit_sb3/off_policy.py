@@ -216,10 +216,7 @@ class OffPolicyAdapter(Sb3Adapter):
 
     @torch.no_grad()
     def observe(self, transition: Transition) -> None:
-        t = self.checked(transition)
-        p = self.pending
-        if p is None:
-            raise RuntimeError(f"{self.name} observe(): no act(obs, explore=True) before it.")
+        t, p = self.observed(transition)
         m = self.model
         terminated = t.terminated.cpu().numpy()
         truncated = t.truncated.cpu().numpy()

@@ -159,10 +159,7 @@ class OnPolicyAdapter(Sb3Adapter):
 
     @torch.no_grad()
     def observe(self, transition: Transition) -> None:
-        t = self.checked(transition)
-        p = self.pending
-        if p is None:
-            raise RuntimeError(f"{self.name} observe(): no act(obs, explore=True) before it.")
+        t, p = self.observed(transition)
         m = self.model
         actions, log_probs = self._taken(t.action, p)
         if log_probs is None:
