@@ -400,6 +400,11 @@ def _check_changes(env: EnvConfig) -> None:
                           key="env.changes")
 
 
+def default_backbone(plugins: Plugins) -> ComponentConfig | None:
+    """The ``backbone:`` section an experiment without one gets (``mlp`` with its defaults)."""
+    return _component("backbone", {"name": "mlp"}, plugins)
+
+
 def _component(section: str, raw: Any, plugins: Plugins) -> ComponentConfig | None:
     """Validate one plugin-provided section: ``{name: <registered name>, **params}``."""
     tables: dict[str, tuple[dict[str, Any], Callable[[str], Any]]] = {

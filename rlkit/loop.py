@@ -46,7 +46,7 @@ from rich.markup import escape
 from rlkit import PLUGIN_API, seeding
 from rlkit import checkpoint as ckpt
 from rlkit.buffers import allocation_failure
-from rlkit.config import Experiment, resolve
+from rlkit.config import Experiment, default_backbone, resolve
 from rlkit.environments import (
     EnvOptions,
     TorchVectorEnv,
@@ -150,6 +150,7 @@ def build_agent(
     algorithm_name = experiment.algorithm.name
     is_recurrent_spec = bool(getattr(backbone_spec.config, "recurrent", False))
     accepted = False  # whether the algorithm asked for a backbone it can run recurrently
+    used = False  # whether it asked for a backbone at all
 
     def refuse_recurrent() -> ConfigError:
         return experiment.locate(ConfigError(
@@ -161,7 +162,8 @@ def build_agent(
 
     def backbone(observation_space: Any, *, recurrent: bool = False) -> torch.nn.Module:
         """The configured backbone; ``recurrent=True``: the caller can run a recurrent one."""
-        nonlocal accepted
+        nonlocal accepted, used
+        used = True
         if is_recurrent_spec and not recurrent:
             raise refuse_recurrent()
         accepted = accepted or recurrent
@@ -205,6 +207,13 @@ def build_agent(
                        f"lacks act/observe/update/state_dict/load_state_dict.")
     if is_recurrent_spec and not accepted:  # built without asking for one (tabular methods)
         raise refuse_recurrent()
+    if not used and experiment.backbone != default_backbone(plugins):
+        # tabular methods, and algorithms that build their networks themselves (rlkit-sb3)
+        raise experiment.locate(ConfigError(
+            f"backbone: algorithm {algorithm_name!r} does not use a backbone (it has no "
+            f"network, or builds its own from its algorithm: settings; see `rlkit plugins "
+            f"{algorithm_name}`), so this backbone section ({experiment.backbone.name!r}) "
+            f"would be ignored; remove it.", key="backbone"), key="backbone")
     return agent, exploration
 
 

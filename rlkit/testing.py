@@ -97,18 +97,20 @@ def experiment_for(
     :param steps: ``train.total_steps``.
     :param workdir: where run directories go (``run.dir``).
     :param seed: ``train.seed``.
-    :param backbone: the ``backbone:`` section (default: an ``mlp`` of two 32-unit layers), e.g.
-        ``{"name": "lstm", "hidden_size": 16}`` for an algorithm's recurrent path or
-        ``{"name": "yours", ...}`` for a backbone plugin.
+    :param backbone: the ``backbone:`` section (default: none, so rlkit's default ``mlp``; an
+        algorithm that uses no backbone refuses one), e.g. ``{"name": "lstm", "hidden_size":
+        16}`` for an algorithm's recurrent path or ``{"name": "yours", ...}`` for a backbone
+        plugin.
     """
     data: dict[str, Any] = {
         "algorithm": {"name": algorithm, **(params or {})},
-        "backbone": dict(backbone or {"name": "mlp", "hidden_sizes": [32, 32]}),
         "env": {"id": env_id, "num_envs": 2, **_with_action_checks(env_id, env)},
         "train": {"total_steps": steps, "seed": seed, "nan_check": "raise", "log_every": 64},
         "eval": {"every": 0, "episodes": 2},
         "run": {"dir": str(workdir)},
     }
+    if backbone is not None:
+        data["backbone"] = dict(backbone)
     return resolve(data, plugins, source=f"<conformance {algorithm}>")
 
 

@@ -20,9 +20,11 @@ from rlkit.validation import ConfigError
 
 def experiment(plugins: Plugins, tmp_path: Path, name: str, *, algorithm: dict[str, Any],
                env: dict[str, Any], steps: int, **sections: Any) -> Any:
-    data = {"algorithm": algorithm, "env": env, "backbone": {"name": "mlp", "hidden_sizes": [16]},
+    data = {"algorithm": algorithm, "env": env,
             "train": {"total_steps": steps, "seed": 0, "log_every": 100},
             "eval": {"every": 0, "episodes": 2}, "run": {"dir": str(tmp_path), "name": name}}
+    if algorithm["name"] not in ("qlearning", "sarsa"):  # tables take no backbone
+        data["backbone"] = {"name": "mlp", "hidden_sizes": [16]}
     data.update(sections)
     return resolve(data, plugins, source="<test>")
 

@@ -32,7 +32,8 @@ def make_run(tmp_path: Path, plugins: Plugins) -> Path:
     """A paused PPO run (CartPole, 256 of 512 env steps): ``latest.pt`` and ``step_*.pt`` at
     env steps 192 and 256."""
     exp = experiment_for("ppo", env_id="CartPole-v1", plugins=plugins, params=PARAMS,
-                         steps=512, workdir=tmp_path)
+                         steps=512, workdir=tmp_path,
+                         backbone={"name": "mlp", "hidden_sizes": [32, 32]})
     exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, checkpoint_every=64))
     run = tmp_path / "run"
     assert Trainer(exp, plugins, run_dir=run, progress=False).run(max_steps=256)[

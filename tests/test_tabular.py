@@ -303,3 +303,30 @@ def test_solves_deterministic_frozenlake(name: str) -> None:
                        epsilon=linear(1.0, 0.05, fraction=0.5))
     train_on_frozenlake(agent, 20_000, seed=0)
     assert greedy_returns(agent, episodes=10, seed=100) == [1.0] * 10
+
+
+@pytest.mark.parametrize(("backbone", "refused"), [
+    (None, False),                                   # no section: rlkit's default, unused
+    ({"name": "mlp"}, False),                        # the default written out
+    ({"name": "mlp", "hidden_sizes": [16]}, True),   # a network the table would never use
+    ({"name": "lstm", "hidden_size": 8}, True),      # memory it cannot have
+])
+def test_a_backbone_section_a_table_would_ignore_is_refused(backbone, refused, tmp_path):
+    from rlkit.config import resolve
+    from rlkit.loop import Trainer
+    from rlkit.plugins import Plugins
+
+    plugins = Plugins.load()
+    data: dict[str, Any] = {
+        "algorithm": {"name": "qlearning"}, "env": {"id": "FrozenLake-v1"},
+        "train": {"total_steps": 16, "seed": 0}, "eval": {"every": 0, "episodes": 1},
+        "run": {"dir": str(tmp_path)}}
+    if backbone is not None:
+        data["backbone"] = backbone
+    experiment = resolve(data, plugins, source="exp.yaml")
+    if not refused:
+        Trainer(experiment, plugins, progress=False)
+        return
+    with pytest.raises(ConfigError, match=r"exp.yaml: backbone.*'qlearning'") as info:
+        Trainer(experiment, plugins, progress=False)
+    assert "remove it" in str(info.value) or "cannot use one" in str(info.value)

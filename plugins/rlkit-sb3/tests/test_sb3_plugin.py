@@ -317,3 +317,19 @@ def test_a_bad_schedule_string_names_its_key(plugins, tmp_path):
 def _spec(env) -> EnvSpec:
     return EnvSpec(observation_space=env.single_observation_space,
                    action_space=env.single_action_space, num_envs=env.num_envs)
+
+
+def test_a_backbone_section_is_refused_not_ignored(plugins, tmp_path):
+    # SB3 builds its networks from policy_kwargs; these layers would silently do nothing
+    experiment = experiment_for("sb3.ppo", env_id="CartPole-v1", plugins=plugins,
+                                params={"n_steps": 8}, workdir=tmp_path, steps=64,
+                                backbone={"name": "mlp", "hidden_sizes": [16]})
+    with pytest.raises(ConfigError, match=r"backbone: algorithm 'sb3.ppo' does not use a "
+                                          r"backbone .* \('mlp'\) would be ignored"):
+        Trainer(experiment, plugins, run_dir=tmp_path / "run", progress=False)
+    recurrent = experiment_for("sb3.ppo", env_id="CartPole-v1", plugins=plugins,
+                               params={"n_steps": 8}, workdir=tmp_path, steps=64,
+                               backbone={"name": "lstm", "hidden_size": 8})
+    with pytest.raises(ConfigError, match="'lstm' is a recurrent backbone, and algorithm "
+                                          "'sb3.ppo' cannot use one"):
+        Trainer(recurrent, plugins, run_dir=tmp_path / "run2", progress=False)
