@@ -322,13 +322,15 @@ def _spec(env) -> EnvSpec:
 def test_a_backbone_section_is_refused_not_ignored(plugins, tmp_path):
     # SB3 builds its networks from policy_kwargs; these layers would silently do nothing
     experiment = experiment_for("sb3.ppo", env_id="CartPole-v1", plugins=plugins,
-                                params={"n_steps": 8}, workdir=tmp_path, steps=64,
+                                params={"n_steps": 8, "batch_size": 16}, workdir=tmp_path,
+                                steps=64,
                                 backbone={"name": "mlp", "hidden_sizes": [16]})
     with pytest.raises(ConfigError, match=r"backbone: algorithm 'sb3.ppo' does not use a "
                                           r"backbone .* \('mlp'\) would be ignored"):
         Trainer(experiment, plugins, run_dir=tmp_path / "run", progress=False)
     recurrent = experiment_for("sb3.ppo", env_id="CartPole-v1", plugins=plugins,
-                               params={"n_steps": 8}, workdir=tmp_path, steps=64,
+                               params={"n_steps": 8, "batch_size": 16}, workdir=tmp_path,
+                               steps=64,
                                backbone={"name": "lstm", "hidden_size": 8})
     with pytest.raises(ConfigError, match="'lstm' is a recurrent backbone, and algorithm "
                                           "'sb3.ppo' cannot use one"):

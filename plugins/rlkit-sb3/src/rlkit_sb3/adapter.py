@@ -324,6 +324,19 @@ def arrays_state(obj: Any, names: Sequence[str], upto: int | None = None) -> dic
     return out
 
 
+def buffer_state(buffer: Any, names: Sequence[str]) -> dict[str, Any]:
+    """An SB3 rollout or replay buffer: its filled rows of ``names`` and its cursor."""
+    rows = buffer.buffer_size if buffer.full else buffer.pos
+    return {"arrays": arrays_state(buffer, names, rows), "pos": int(buffer.pos),
+            "full": bool(buffer.full)}
+
+
+def load_buffer_state(buffer: Any, saved: Mapping[str, Any]) -> None:
+    """Restore what :func:`buffer_state` returned."""
+    load_arrays(buffer, saved["arrays"])
+    buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
+
+
 def load_arrays(obj: Any, state: Mapping[str, Any]) -> None:
     """Copy tensors from :func:`arrays_state` back into ``obj``'s arrays (first rows)."""
     for name, value in state.items():

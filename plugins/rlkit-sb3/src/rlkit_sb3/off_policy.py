@@ -33,9 +33,9 @@ from rlkit_sb3.adapter import (
     AutoCoef,
     LinSchedule,
     Sb3Adapter,
-    arrays_state,
+    buffer_state,
     check_action_space,
-    load_arrays,
+    load_buffer_state,
     np_or_none,
     sb3_policy_kwargs,
     schedule,
@@ -273,12 +273,9 @@ class OffPolicyAdapter(Sb3Adapter):
         return self.train_metrics()
 
     def state_dict(self) -> dict[str, Any]:
-        b = self.buffer
-        rows = b.buffer_size if b.full else b.pos
         p = self.pending
         return self.common_state() | {
-            "replay_buffer": {"arrays": arrays_state(b, _BUFFER_ARRAYS, rows),
-                              "pos": int(b.pos), "full": bool(b.full)},
+            "replay_buffer": buffer_state(self.buffer, _BUFFER_ARRAYS),
             "collected_steps": self.collected_steps,
             "collected_episodes": self.collected_episodes,
             "noise_step": self.noise_step,
@@ -291,9 +288,7 @@ class OffPolicyAdapter(Sb3Adapter):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.load_common_state(state)
-        b, saved = self.buffer, state["replay_buffer"]
-        load_arrays(b, saved["arrays"])
-        b.pos, b.full = int(saved["pos"]), bool(saved["full"])
+        load_buffer_state(self.buffer, state["replay_buffer"])
         self.collected_steps = int(state["collected_steps"])
         self.collected_episodes = int(state["collected_episodes"])
         self.noise_step = int(state["noise_step"])

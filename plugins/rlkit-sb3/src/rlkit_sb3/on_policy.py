@@ -32,9 +32,9 @@ from rlkit.validation import ConfigError, param
 from rlkit_sb3.adapter import (
     LinSchedule,
     Sb3Adapter,
-    arrays_state,
+    buffer_state,
     check_action_space,
-    load_arrays,
+    load_buffer_state,
     sb3_policy_kwargs,
     schedule,
 )
@@ -218,12 +218,9 @@ class OnPolicyAdapter(Sb3Adapter):
         return self.train_metrics()
 
     def state_dict(self) -> dict[str, Any]:
-        b = self.buffer
-        rows = b.buffer_size if b.full else b.pos
         p = self.pending
         return self.common_state() | {
-            "rollout_buffer": {"arrays": arrays_state(b, _BUFFER_ARRAYS, rows),
-                               "pos": int(b.pos), "full": bool(b.full)},
+            "rollout_buffer": buffer_state(self.buffer, _BUFFER_ARRAYS),
             "episode_starts": torch.from_numpy(self.episode_starts.copy()),
             "noise_pos": self.noise_pos,
             "pending": None if p is None else {
@@ -234,10 +231,8 @@ class OnPolicyAdapter(Sb3Adapter):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.load_common_state(state)
-        b, saved = self.buffer, state["rollout_buffer"]
-        b.reset()
-        load_arrays(b, saved["arrays"])
-        b.pos, b.full = int(saved["pos"]), bool(saved["full"])
+        self.buffer.reset()  # rows past the saved ones are zero, as after a reset
+        load_buffer_state(self.buffer, state["rollout_buffer"])
         self.episode_starts = state["episode_starts"].numpy().copy()
         self.noise_pos = int(state["noise_pos"])
         p = state["pending"]
