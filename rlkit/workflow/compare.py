@@ -24,6 +24,7 @@ process: the trials train in subprocesses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -36,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from rlkit.workflow import positive_int
 
 __all__ = ["BACKENDS", "ExperimentResult", "Trial", "compare", "run_trial", "summarise"]
 
@@ -384,10 +387,8 @@ def _run_on_ray(ray: Any, trials: list[Trial], *, jobs: int | None, budget: int 
                         on_done(trial)
         except KeyboardInterrupt:
             for ref, trial in running.items():
-                try:
+                with contextlib.suppress(Exception):  # it ended meanwhile
                     ray.cancel(ref, force=True)
-                except Exception as exc:  # it ended meanwhile
-                    del exc
                 trial.status, trial.error = "cancelled", "cancelled (Ctrl-C)"
             raise
     finally:
@@ -503,22 +504,15 @@ def plot_curves(path: Path, names: list[str], trials: list[Trial]) -> Path:
 
 # --- the command ----------------------------------------------------------------------------
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("configs", nargs="+", type=Path, metavar="FILE.yaml",
                         help="experiment files to compare")
-    parser.add_argument("--seeds", type=_positive, default=5,
+    parser.add_argument("--seeds", type=positive_int, default=5,
                         help="seeds per experiment: train.seed = 0..N-1 (default 5)")
-    parser.add_argument("--jobs", type=_positive, default=None,
+    parser.add_argument("--jobs", type=positive_int, default=None,
                         help="trials trained at once, each in its own process (default 1; "
                              "with --backend ray, the Ray cluster's CPUs)")
-    parser.add_argument("--budget", type=_positive, default=None, metavar="STEPS",
+    parser.add_argument("--budget", type=positive_int, default=None, metavar="STEPS",
                         help="env steps per trial (train.total_steps; default: each file's)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where the trials and the report go (default runs/compare-<time>)")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.hookspecs import hookimpl
+from rlkit.workflow import positive_int
 
 __all__ = ["Choice", "EnvSummary", "Recommendation", "inspect_env", "rank", "recommend",
            "starter_yaml", "write_starter"]
@@ -506,7 +507,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="FILE",
                         help="the starter experiment file (default: <algo>_<env>.yaml here)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--steps", type=_positive, default=DEFAULT_STEPS, metavar="N",
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"random rollout steps (default {DEFAULT_STEPS:,}; at most "
                         f"{TIME_CAP_S:g} s)")
     parser.add_argument("--seed", type=int, default=0, help="rollout seed (default 0)")
@@ -520,13 +521,6 @@ def _json_object(text: str) -> dict[str, Any]:
                                          f"'{{\"is_slippery\": false}}'") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"is_slippery\": false}'")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 

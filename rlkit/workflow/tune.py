@@ -52,6 +52,7 @@ import yaml
 
 from rlkit.hookspecs import hookimpl
 from rlkit.validation import ConfigError
+from rlkit.workflow import positive_int
 
 if TYPE_CHECKING:
     import optuna
@@ -444,20 +445,10 @@ def _importance_plot(study: optuna.Study, out: Path, console: Any, complete: int
         console.print(f"note: no parameter-importance plot: {exc}")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, metavar="FILE.yaml",
                         help="experiment file with a tune: section")
-    parser.add_argument("--trials", type=_positive, default=20,
+    parser.add_argument("--trials", type=positive_int, default=20,
                         help="trials in the study in all, earlier ones included (default 20)")
     parser.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
                         help="tpe (default), random, or grid (choice-only spaces)")
@@ -467,7 +458,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="keep the study, e.g. sqlite:///study.db (default: in memory)")
     parser.add_argument("--study", default=None, metavar="NAME",
                         help="study name (default: the file's stem)")
-    parser.add_argument("--jobs", type=_positive, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="trials at once, each worker its own process (default 1)")
     parser.add_argument("--seed", type=int, default=None,
                         help="train.seed of every trial (default: the file's)")
