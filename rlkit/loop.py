@@ -989,9 +989,7 @@ class Trainer:
         if target is not None and result.mean >= target:
             self.target_reached = True
         logger.scalars({"eval/return_mean": result.mean, "eval/return_std": result.std,
-                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths),
-                        "eval/wall_time_s": self._wall_time(),
-                        "eval/eval_time_s": self.eval_time_s},
+                        "eval/ep_len_mean": sum(result.lengths) / len(result.lengths)},
                        self.env_steps)
         logger.evaluation(self.env_steps, result.mean)
         if self.rollback is not None:
