@@ -225,10 +225,8 @@ def distill(
     from rlkit.plugins import Plugins
 
     plugins = plugins if plugins is not None else Plugins.load()
-    if steps is not None:  # the run's budget, as its config.yaml records it
-        if steps < 1:
-            raise ConfigError(f"distill: --steps must be at least 1 (got {steps}).")
-        overrides = [*overrides, f"train.total_steps={steps}"]
+    if steps is not None and steps >= 1:  # the run's budget, as its config.yaml records it
+        overrides = [*overrides, f"train.total_steps={steps}"]  # (_check refuses the others)
     experiment = load_experiment(student, plugins, overrides)
     settings = Settings(steps=steps if steps is not None else experiment.train.total_steps,
                         epsilon=epsilon, noise=noise, rollout_steps=rollout_steps,
