@@ -21,14 +21,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def numpy_state_data(state: Any) -> list[Any]:
+    """A legacy numpy generator state (``np.random.get_state()``'s tuple) as tensors and plain
+    data, which ``torch.load(weights_only=True)`` reads back."""
+    name, key, pos, has_gauss, cached = state
+    return [name, torch.from_numpy(np.asarray(key).astype(np.int64)), int(pos), int(has_gauss),
+            float(cached)]
+
+
+def numpy_state_from_data(data: Any) -> tuple[Any, ...]:
+    """The tuple ``np.random.set_state`` takes, from :func:`numpy_state_data`'s list."""
+    name, key, pos, has_gauss, cached = data
+    return (name, key.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
 def rng_state() -> dict[str, Any]:
     """The global generators' state, as tensors and plain data."""
-    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-    key = np.asarray(key)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss),
-                  float(cached)],
+        "numpy": numpy_state_data(np.random.get_state(legacy=True)),
         "python": _python_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -38,8 +49,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    name, key, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state(numpy_state_from_data(state["numpy"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():

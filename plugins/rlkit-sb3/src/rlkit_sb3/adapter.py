@@ -36,6 +36,7 @@ from torch import Tensor
 
 from rlkit.interfaces import BuildContext, Transition
 from rlkit.optim import load_optimizer_state
+from rlkit.seeding import numpy_state_data, numpy_state_from_data
 from rlkit.transitions import TransitionError, TransitionSpec, check_transition
 from rlkit.validation import ConfigError, param
 
@@ -262,49 +263,25 @@ class GlobalRng:
                 random.setstate(saved_python)
 
     def state_dict(self) -> dict[str, Any]:
-        _, keys, pos, has_gauss, gauss = self.numpy_state
         return {"torch": self.torch_state.clone(),
                 "cuda": None if self.cuda_state is None else self.cuda_state.clone(),
-                "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
-                          "pos": int(pos), "has_gauss": int(has_gauss),
-                          "cached_gaussian": float(gauss)}}
+                "numpy": numpy_state_data(self.numpy_state)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.torch_state = state["torch"].cpu().clone()
         if self.cuda and state.get("cuda") is not None:
             self.cuda_state = state["cuda"].cpu().clone()
-        n = state["numpy"]
-        self.numpy_state = ("MT19937", n["keys"].numpy().astype(np.uint32), int(n["pos"]),
-                            int(n["has_gauss"]), float(n["cached_gaussian"]))
+        self.numpy_state = numpy_state_from_data(state["numpy"])
 
 
-def space_rng_state(space: gym.Space[Any]) -> dict[str, Any]:
-    """The state of a gymnasium space's own generator as plain data (big integers as text)."""
-    return _text_ints(space.np_random.bit_generator.state)
+def space_rng_state(space: gym.Space[Any]) -> Mapping[str, Any]:
+    """The state of a gymnasium space's own generator (a fresh dict of plain data, which
+    ``torch.load(weights_only=True)`` reads back, 128-bit integers included)."""
+    return space.np_random.bit_generator.state
 
 
 def load_space_rng_state(space: gym.Space[Any], state: Mapping[str, Any]) -> None:
-    space.np_random.bit_generator.state = _from_text_ints(state)
-
-
-def _text_ints(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _text_ints(v) for k, v in x.items()}
-    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
-        return f"int:{int(x)}"
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x.copy())
-    return x
-
-
-def _from_text_ints(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _from_text_ints(v) for k, v in x.items()}
-    if isinstance(x, str) and x.startswith("int:"):
-        return int(x[4:])
-    if isinstance(x, Tensor):
-        return x.numpy().copy()
-    return x
+    space.np_random.bit_generator.state = dict(state)
 
 
 # -- state as tensors --------------------------------------------------------------------------
