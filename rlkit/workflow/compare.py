@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -321,9 +321,8 @@ SHARED_FILESYSTEM = ("with --backend ray on a cluster of several machines, --out
                      "filesystem that every node sees (NFS or similar), at the same path")
 RAY_WAIT_S = 0.5
 """How long the driver waits for a task at a time (Ctrl-C is noticed between waits)."""
-_RESULTS = ("returncode", "status", "error", "final_return", "steps_to_target",
-            "wall_time_to_target_s", "wall_time_s", "peak_rss_mib", "curve")
-"""The fields of a :class:`Trial` that a Ray task fills in."""
+_IDENTITY = ("experiment", "config", "seed", "run_dir")
+"""The fields of a :class:`Trial` the driver sets; a Ray task fills in all the others."""
 
 
 def _import_ray() -> Any:
@@ -410,7 +409,7 @@ def _settle(ray: Any, trial: Trial, ref: Any) -> None:
 
 
 def _take_results(trial: Trial, result: Trial, node: str, summary_written: bool) -> None:
-    for name in _RESULTS:
+    for name in (f.name for f in fields(Trial) if f.name not in _IDENTITY):
         setattr(trial, name, getattr(result, name))
     if summary_written and not (trial.run_dir / "summary.json").is_file():
         trial.status = "not visible"
