@@ -233,7 +233,7 @@ class GlobalRng:
     def active(self, numpy: bool = True, python_random: bool = False) -> Iterator[None]:
         """Inside: the private states are the global ones.
 
-        :param numpy: swap numpy's state too. Swapping it costs about 70 us (twice a read and
+        :param numpy: swap numpy's state too. Swapping it costs about 116 us (twice a read and
             a write of the Mersenne Twister's 2.5 kB), torch's about 3 us, so callers pass
             False where SB3 draws only from torch (an on-policy act).
         :param python_random: keep Python's ``random`` module as it was (SB3 seeds it when
