@@ -84,6 +84,20 @@ def test_compare_two_experiments_writes_the_csv_and_the_plot(tmp_path, capsys):
         assert (out / "cartpole_dqn" / f"seed{seed}" / "scalars.csv").is_file()
     assert (out / "compare.png").stat().st_size > 1000
     assert "probability of improvement" in capsys.readouterr().out
+    # trials run seed by seed, the experiments in turn
+    assert [(r["experiment"], r["seed"]) for r in _rows(out / "trials.csv")] == [
+        ("cartpole", "0"), ("cartpole_dqn", "0"), ("cartpole", "1"), ("cartpole_dqn", "1")]
+
+
+@pytest.mark.parametrize(("command", "flag"), [("compare", "--seeds"), ("compare", "--jobs"),
+                                               ("tune", "--trials"), ("recommend", "--steps")])
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_counts_below_one_or_not_whole_numbers_are_refused(command, flag, value, capsys):
+    target = "CartPole-v1" if command == "recommend" else str(ROOT / "experiments/cartpole.yaml")
+    with pytest.raises(SystemExit) as info:
+        main([command, target, flag, value])
+    assert info.value.code == 2
+    assert f"{flag}: expected a positive integer, got '{value}'" in capsys.readouterr().err
 
 
 RAISING_ENV = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,28 @@ def test_a_registered_runner_takes_over_the_loop(tmp_path):
                       progress=False).run(max_steps=256)
     assert runner.seen == [("ppo", 256)]
     assert summary["status"] == "paused" and summary["env_steps"] == 256
+
+
+def test_the_summary_separates_evaluation_time_and_keeps_it_across_a_resume(plugins, tmp_path,
+                                                                             monkeypatch):
+    import rlkit.loop as loop
+
+    real = loop.evaluate
+
+    def slow_evaluate(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # each evaluation takes at least 50 ms
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    run = tmp_path / "run"
+    first = Trainer(small(plugins, tmp_path), plugins, run_dir=run, progress=False)
+    paused = first.run(max_steps=256)  # one evaluation, at 256
+    assert 0.05 <= paused["eval_time_s"] < paused["wall_time_s"]
+    summary = Trainer.resume(run, plugins, progress=False).run()  # one more, at 512
+    assert summary["eval_time_s"] >= paused["eval_time_s"] + 0.05
+    assert summary["eval_time_s"] < summary["wall_time_s"]
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["eval_time_s"] == summary["eval_time_s"]
 
 
 def test_training_in_slices_equals_one_run(plugins, tmp_path):
