@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from rlkit import PLUGIN_API
 from rlkit import checkpoint as ckpt
 from rlkit.config import resolve
 from rlkit.hookspecs import hookimpl
@@ -69,6 +70,7 @@ def test_run_directory_holds_config_manifest_events_checkpoints_and_summary(plug
     manifest = json.loads((run / "manifest.json").read_text())
     for key in ("rlkit", "torch", "python"):
         assert key in json.dumps(manifest), key
+    assert manifest["plugin_api"] == PLUGIN_API  # what the run's plugins were loaded against
     assert list(run.rglob("events.out.tfevents.*")), "no TensorBoard event file"
     assert (run / "checkpoints" / "latest.pt").exists()
     saved = json.loads((run / "summary.json").read_text())
